@@ -1,0 +1,436 @@
+//! The schema's surface syntax: a file is lexed as Rust tokens by proc-macro2
+//! and parsed with syn into this tree. Nothing here judges meaning; `check`
+//! turns the tree into the validated model and reports every mistake.
+//!
+//! ```text
+//! file      := inner-doc* attrs 'interface' IDENT '{' item* '}'
+//! item      := attrs ( 'service' STRING ';' | 'version' INT ';'
+//!                    | 'const' IDENT ':' TYPE '=' EXPR ';'
+//!                    | 'enum' IDENT ':' TYPE '{' (attrs IDENT '=' EXPR),* '}'
+//!                    | 'struct' IDENT '{' (attrs IDENT ':' TYPE),* '}'
+//!                    | 'memory' INT IDENT ':' TYPE ',' ('read_only' | 'read_write') ';'
+//!                    | INT '=>' 'reserved' ';'
+//!                    | INT '=>' 'async'? 'fn' IDENT '(' params ')'
+//!                          ('->' '(' params ')')? ('completes' '(' params ')')? ';' )
+//! param     := attrs IDENT ':' TYPE ('in' RANGE)?
+//! ```
+
+use proc_macro2::{Span as PmSpan, TokenStream};
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Attribute, Expr, Ident, LitInt, LitStr, Token, Type, braced, parenthesized};
+
+use crate::diag::{Diagnostic, Span};
+
+mod kw {
+    syn::custom_keyword!(interface);
+    syn::custom_keyword!(service);
+    syn::custom_keyword!(version);
+    syn::custom_keyword!(memory);
+    syn::custom_keyword!(reserved);
+    syn::custom_keyword!(completes);
+}
+
+/// A name as written, with where it was written.
+#[derive(Debug, Clone)]
+pub struct Name {
+    pub text: String,
+    pub span: Span,
+}
+
+impl Name {
+    fn from_ident(ident: &Ident) -> Name {
+        Name { text: ident.unraw().to_string(), span: Span::of(ident.span()) }
+    }
+}
+
+/// `#[name]` or `#[name(args)]`, other than doc comments.
+#[derive(Debug, Clone)]
+pub struct Attr {
+    pub name: String,
+    /// The tokens inside the parentheses, as text (`any` for `#[completion(any)]`).
+    pub args: Option<String>,
+    pub span: Span,
+}
+
+/// Doc comments and attributes in front of an item.
+#[derive(Debug, Clone, Default)]
+pub struct Attrs {
+    pub docs: Vec<String>,
+    pub attrs: Vec<Attr>,
+}
+
+#[derive(Debug)]
+pub struct File {
+    pub attrs: Attrs,
+    pub name: Name,
+    pub items: Vec<Item>,
+    /// The span of `interface Name`, for diagnostics about the whole interface.
+    pub head: Span,
+}
+
+#[derive(Debug)]
+pub enum Item {
+    Service { value: String, span: Span },
+    Version { value: LitInt },
+    Const(Const),
+    Enum(Enum),
+    Struct(Struct),
+    Memory(Memory),
+    Method(Method),
+    Reserved { attrs: Attrs, selector: LitInt },
+}
+
+#[derive(Debug)]
+pub struct Const {
+    pub attrs: Attrs,
+    pub name: Name,
+    pub ty: Type,
+    pub value: Expr,
+}
+
+#[derive(Debug)]
+pub struct Enum {
+    pub attrs: Attrs,
+    pub name: Name,
+    pub repr: Option<Type>,
+    pub variants: Vec<Variant>,
+    pub brace: Span,
+}
+
+#[derive(Debug)]
+pub struct Variant {
+    pub attrs: Attrs,
+    pub name: Name,
+    pub value: Option<Expr>,
+}
+
+#[derive(Debug)]
+pub struct Struct {
+    pub attrs: Attrs,
+    pub name: Name,
+    pub fields: Vec<Field>,
+    pub brace: Span,
+}
+
+#[derive(Debug)]
+pub struct Field {
+    pub attrs: Attrs,
+    pub name: Name,
+    pub ty: Type,
+}
+
+#[derive(Debug)]
+pub struct Memory {
+    pub attrs: Attrs,
+    pub id: LitInt,
+    pub name: Name,
+    pub ty: Type,
+    pub access: Name,
+}
+
+#[derive(Debug)]
+pub struct Method {
+    pub attrs: Attrs,
+    pub selector: LitInt,
+    pub is_async: Option<Span>,
+    pub name: Name,
+    pub inputs: Vec<Param>,
+    pub inputs_span: Span,
+    pub outputs: Vec<Param>,
+    pub completion: Option<(Span, Vec<Param>)>,
+}
+
+#[derive(Debug)]
+pub struct Param {
+    pub attrs: Attrs,
+    pub name: Name,
+    pub ty: Type,
+    pub range: Option<Expr>,
+}
+
+/// Lexes and parses a schema. A syntax error stops at the first problem, as
+/// rustc's parser does; everything after that is `check`'s job.
+pub fn parse(text: &str) -> Result<File, Diagnostic> {
+    let tokens: TokenStream = text.parse().map_err(|err: proc_macro2::LexError| {
+        Diagnostic::error(Span::of(err.span()), "this is not valid schema syntax")
+            .label("cannot be read as a token")
+            .help("schemas use Rust's tokens: check for an unclosed string, `/*` comment or bracket")
+    })?;
+    syn::parse2::<File>(tokens).map_err(|err| {
+        let span = Span::of(err.span());
+        let message = err.to_string();
+        let help = syntax_help(&message);
+        let mut d = Diagnostic::error(span, message).label("here");
+        if let Some(help) = help {
+            d = d.help(help);
+        }
+        d
+    })
+}
+
+/// A hint for the syn messages users hit most often.
+fn syntax_help(message: &str) -> Option<&'static str> {
+    if message.contains("expected `interface`") {
+        Some("a schema is one `interface Name { … }` block")
+    } else if message.contains("expected `=>`") {
+        Some("methods start with their selector: `0 => fn name(…);`")
+    } else if message.contains("expected one of") || message.contains("expected item") {
+        Some(
+            "an interface holds `service`, `version`, `const`, `enum`, `struct`, `memory`, \
+             `N => fn …;` and `N => reserved;` items",
+        )
+    } else if message.contains("unexpected end of input") {
+        Some("a `}` or `;` may be missing")
+    } else {
+        None
+    }
+}
+
+fn span_of<T: Spanned>(node: &T) -> Span {
+    Span::of(node.span())
+}
+
+impl Parse for Attrs {
+    fn parse(input: ParseStream) -> syn::Result<Attrs> {
+        let mut attrs = Attrs::default();
+        for attr in input.call(Attribute::parse_outer)? {
+            attrs.push(attr)?;
+        }
+        Ok(attrs)
+    }
+}
+
+impl Attrs {
+    fn push(&mut self, attr: Attribute) -> syn::Result<()> {
+        if attr.path().is_ident("doc") {
+            if let syn::Meta::NameValue(nv) = &attr.meta {
+                if let Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) = &nv.value {
+                    self.docs.push(s.value());
+                    return Ok(());
+                }
+            }
+            return Err(syn::Error::new_spanned(attr, "write documentation as `///` comments"));
+        }
+        let name = attr.path().get_ident().map(|i| i.to_string()).unwrap_or_else(|| {
+            attr.path().segments.iter().map(|s| s.ident.to_string()).collect::<Vec<_>>().join("::")
+        });
+        let args = match &attr.meta {
+            syn::Meta::Path(_) => None,
+            syn::Meta::List(list) => Some(list.tokens.to_string()),
+            syn::Meta::NameValue(nv) => {
+                return Err(syn::Error::new_spanned(
+                    nv,
+                    format!("write `#[{name}(…)]`, not `#[{name} = …]`"),
+                ));
+            }
+        };
+        self.attrs.push(Attr { name, args, span: span_of(&attr) });
+        Ok(())
+    }
+}
+
+fn parse_name(input: ParseStream) -> syn::Result<Name> {
+    // Accept keywords here so that `check` can say which language reserves them.
+    let ident = Ident::parse_any(input)?;
+    Ok(Name::from_ident(&ident))
+}
+
+impl Parse for File {
+    fn parse(input: ParseStream) -> syn::Result<File> {
+        let mut attrs = Attrs::default();
+        for attr in input.call(Attribute::parse_inner)? {
+            attrs.push(attr)?;
+        }
+        let outer: Attrs = input.parse()?;
+        attrs.docs.extend(outer.docs);
+        attrs.attrs.extend(outer.attrs);
+        let kw: kw::interface = input.parse()?;
+        let name = parse_name(input)?;
+        let head = Span::of(kw.span).to(name.span);
+        let content;
+        braced!(content in input);
+        let mut items = Vec::new();
+        while !content.is_empty() {
+            items.push(content.parse()?);
+        }
+        if !input.is_empty() {
+            return Err(input.error("a schema holds exactly one interface; nothing may follow it"));
+        }
+        Ok(File { attrs, name, items, head })
+    }
+}
+
+impl Parse for Item {
+    fn parse(input: ParseStream) -> syn::Result<Item> {
+        let attrs: Attrs = input.parse()?;
+        let look = input.lookahead1();
+        if look.peek(kw::service) {
+            let kw: kw::service = input.parse()?;
+            let value: LitStr = input.parse()?;
+            input.parse::<Token![;]>()?;
+            Ok(Item::Service { value: value.value(), span: Span::of(kw.span).to(span_of(&value)) })
+        } else if look.peek(kw::version) {
+            input.parse::<kw::version>()?;
+            let value: LitInt = input.parse()?;
+            input.parse::<Token![;]>()?;
+            Ok(Item::Version { value })
+        } else if look.peek(Token![const]) {
+            input.parse::<Token![const]>()?;
+            let name = parse_name(input)?;
+            input.parse::<Token![:]>()?;
+            let ty: Type = input.parse()?;
+            input.parse::<Token![=]>()?;
+            let value: Expr = input.parse()?;
+            input.parse::<Token![;]>()?;
+            Ok(Item::Const(Const { attrs, name, ty, value }))
+        } else if look.peek(Token![enum]) {
+            input.parse::<Token![enum]>()?;
+            let name = parse_name(input)?;
+            let repr = if input.peek(Token![:]) {
+                input.parse::<Token![:]>()?;
+                Some(input.parse()?)
+            } else {
+                None
+            };
+            let content;
+            let brace = braced!(content in input);
+            let variants = Punctuated::<Variant, Token![,]>::parse_terminated(&content)?;
+            Ok(Item::Enum(Enum {
+                attrs,
+                name,
+                repr,
+                variants: variants.into_iter().collect(),
+                brace: Span::of(brace.span.join()),
+            }))
+        } else if look.peek(Token![struct]) {
+            input.parse::<Token![struct]>()?;
+            let name = parse_name(input)?;
+            let content;
+            let brace = braced!(content in input);
+            let fields = Punctuated::<Field, Token![,]>::parse_terminated(&content)?;
+            Ok(Item::Struct(Struct {
+                attrs,
+                name,
+                fields: fields.into_iter().collect(),
+                brace: Span::of(brace.span.join()),
+            }))
+        } else if look.peek(kw::memory) {
+            input.parse::<kw::memory>()?;
+            let id: LitInt = input.parse()?;
+            let name = parse_name(input)?;
+            input.parse::<Token![:]>()?;
+            let ty: Type = input.parse()?;
+            input.parse::<Token![,]>()?;
+            let access = parse_name(input)?;
+            input.parse::<Token![;]>()?;
+            Ok(Item::Memory(Memory { attrs, id, name, ty, access }))
+        } else if look.peek(LitInt) {
+            let selector: LitInt = input.parse()?;
+            input.parse::<Token![=>]>()?;
+            if input.peek(kw::reserved) {
+                input.parse::<kw::reserved>()?;
+                input.parse::<Token![;]>()?;
+                return Ok(Item::Reserved { attrs, selector });
+            }
+            let is_async = if input.peek(Token![async]) {
+                Some(Span::of(input.parse::<Token![async]>()?.span))
+            } else {
+                None
+            };
+            input.parse::<Token![fn]>()?;
+            let name = parse_name(input)?;
+            let (inputs_span, inputs) = parse_params(input)?;
+            let outputs = if input.peek(Token![->]) {
+                input.parse::<Token![->]>()?;
+                if !input.peek(syn::token::Paren) {
+                    return Err(input.error(
+                        "outputs are a list of named values: write `-> (name: Type, …)`",
+                    ));
+                }
+                parse_params(input)?.1
+            } else {
+                Vec::new()
+            };
+            let completion = if input.peek(kw::completes) {
+                let kw: kw::completes = input.parse()?;
+                let (span, params) = parse_params(input)?;
+                Some((Span::of(kw.span).to(span), params))
+            } else {
+                None
+            };
+            input.parse::<Token![;]>()?;
+            Ok(Item::Method(Method {
+                attrs,
+                selector,
+                is_async,
+                name,
+                inputs,
+                inputs_span,
+                outputs,
+                completion,
+            }))
+        } else {
+            Err(look.error())
+        }
+    }
+}
+
+fn parse_params(input: ParseStream) -> syn::Result<(Span, Vec<Param>)> {
+    let content;
+    let paren = parenthesized!(content in input);
+    let params = Punctuated::<Param, Token![,]>::parse_terminated(&content)?;
+    Ok((Span::of(paren.span.join()), params.into_iter().collect()))
+}
+
+impl Parse for Variant {
+    fn parse(input: ParseStream) -> syn::Result<Variant> {
+        let attrs = input.parse()?;
+        let name = parse_name(input)?;
+        let value = if input.peek(Token![=]) {
+            input.parse::<Token![=]>()?;
+            Some(input.parse()?)
+        } else {
+            None
+        };
+        Ok(Variant { attrs, name, value })
+    }
+}
+
+impl Parse for Field {
+    fn parse(input: ParseStream) -> syn::Result<Field> {
+        let attrs = input.parse()?;
+        let name = parse_name(input)?;
+        input.parse::<Token![:]>()?;
+        let ty = input.parse()?;
+        Ok(Field { attrs, name, ty })
+    }
+}
+
+impl Parse for Param {
+    fn parse(input: ParseStream) -> syn::Result<Param> {
+        let attrs = input.parse()?;
+        let name = parse_name(input)?;
+        input.parse::<Token![:]>()?;
+        let ty = input.parse()?;
+        let range = if input.peek(Token![in]) {
+            input.parse::<Token![in]>()?;
+            Some(input.parse()?)
+        } else {
+            None
+        };
+        Ok(Param { attrs, name, ty, range })
+    }
+}
+
+/// The span of any syn node, in schema byte offsets.
+pub fn span<T: Spanned>(node: &T) -> Span {
+    span_of(node)
+}
+
+/// The span of a bare proc-macro2 span.
+pub fn pm_span(span: PmSpan) -> Span {
+    Span::of(span)
+}
