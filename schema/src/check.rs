@@ -980,6 +980,14 @@ impl Checker {
     }
 
     fn param_name(&mut self, p: &syntax::Param, seen: &mut HashMap<String, Span>, what: &str) {
+        if names::GENERATED_PARAMS.contains(&p.name.text.as_str()) {
+            self.error(
+                Diagnostic::error(p.name.span, format!("`{}` is a parameter name the generated C++ uses itself", p.name.text))
+                    .label(format!("would clash in the dext's handler or completion signature"))
+                    .help(format!("rename it, e.g. `{}_value`; reserved: {}", p.name.text, names::GENERATED_PARAMS.join(", "))),
+            );
+            return;
+        }
         if self.name(&p.name, what, Case::Snake) {
             if let Some(first) = seen.insert(p.name.text.clone(), p.name.span) {
                 self.error(Diagnostic::error(p.name.span, format!("{what} `{}` is named twice", p.name.text)).label("second").related(first, "first").help("rename one of them"));

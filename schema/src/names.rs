@@ -32,7 +32,7 @@ pub const GENERATED_NAMES: &[&str] = &[
     "Selector", "MemoryType", "ClientMemory", "ExternalMethod", "Handler", "Client", "Error",
     "kDispatchTable", "kSelectorCount", "kFingerprint", "kVersion", "kHandshakeSelector",
     "FINGERPRINT", "VERSION", "SERVICE", "CPP_HEADER", "METHODS", "MEMORY_TYPES",
-    "HANDSHAKE_SELECTOR", "SELECTOR_COUNT", "dispatch",
+    "HANDSHAKE_SELECTOR", "SELECTOR_COUNT", "dispatch", "kService", "detail",
     // DriverKit types the header uses unqualified
     "IOUserClient", "IOService", "OSObject", "OSData", "OSAction", "IOMemoryDescriptor",
     "IOBufferMemoryDescriptor", "IOMemoryMap", "IOReturn", "IOUserClientMethodArguments",
@@ -40,6 +40,13 @@ pub const GENERATED_NAMES: &[&str] = &[
     // Rust's prelude types the generated module might name
     "Option", "Result", "Vec", "String", "Box", "Some", "None", "Ok", "Err",
 ];
+
+/// Parameter names the generated C++ signatures use themselves (thunks take
+/// `target, reference, arguments`; handlers `target`; completion senders
+/// `client, completion, result`; thunks keep the status in `ret`), so a schema
+/// parameter may not take them.
+pub const GENERATED_PARAMS: &[&str] =
+    &["target", "reference", "arguments", "client", "completion", "result", "ret"];
 
 /// Which language, if any, keeps `name` for itself.
 pub fn reserved_by(name: &str) -> Option<&'static str> {
