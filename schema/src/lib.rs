@@ -12,6 +12,7 @@
 //!
 //! The language is described in `schema/LANGUAGE.md`.
 
+mod check;
 pub mod compat;
 pub mod diag;
 pub mod emit;
@@ -19,7 +20,7 @@ mod eval;
 pub mod fingerprint;
 pub mod model;
 pub mod names;
-mod check;
+pub mod stale;
 pub mod syntax;
 
 use std::path::{Path, PathBuf};
@@ -67,7 +68,9 @@ pub enum LoadError {
 impl std::fmt::Display for LoadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LoadError::Io { path, error } => write!(f, "cannot read schema {}: {error}", path.display()),
+            LoadError::Io { path, error } => {
+                write!(f, "cannot read schema {}: {error}", path.display())
+            }
             LoadError::Invalid(d) => d.fmt(f),
         }
     }

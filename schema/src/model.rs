@@ -84,7 +84,11 @@ impl IntType {
     }
 
     pub fn max(self) -> i128 {
-        if self.signed() { (1i128 << (self.size() * 8 - 1)) - 1 } else { (1i128 << (self.size() * 8)) - 1 }
+        if self.signed() {
+            (1i128 << (self.size() * 8 - 1)) - 1
+        } else {
+            (1i128 << (self.size() * 8)) - 1
+        }
     }
 
     pub fn contains(self, value: i128) -> bool {

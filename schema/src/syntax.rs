@@ -157,36 +157,48 @@ pub fn parse(text: &str) -> Result<File, Diagnostic> {
     let tokens: TokenStream = text.parse().map_err(|err: proc_macro2::LexError| {
         Diagnostic::error(Span::of(err.span()), "this is not valid schema syntax")
             .label("cannot be read as a token")
-            .help("schemas use Rust's tokens: check for an unclosed string, `/*` comment or bracket")
+            .help(
+                "schemas use Rust's tokens: check for an unclosed string, `/*` comment or bracket",
+            )
     })?;
     syn::parse2::<File>(tokens).map_err(|err| {
-        let span = Span::of(err.span());
+        let mut span = Span::of(err.span());
         let message = err.to_string();
-        let help = syntax_help(&message);
-        let mut d = Diagnostic::error(span, message).label("here");
-        if let Some(help) = help {
-            d = d.help(help);
+        // A missing separator is noticed at the next token, often on the next
+        // line; point just after the token it should follow instead.
+        if message == "expected `;`" || message == "expected `,`" {
+            let before = text[..span.start.min(text.len())].trim_end();
+            span = Span { start: before.len(), end: before.len() };
         }
-        d
+        Diagnostic::error(span, message.clone()).label("here").help(syntax_help(&message))
     })
 }
 
-/// A hint for the syn messages users hit most often.
-fn syntax_help(message: &str) -> Option<&'static str> {
-    if message.contains("expected `interface`") {
-        Some("a schema is one `interface Name { … }` block")
-    } else if message.contains("expected `=>`") {
-        Some("methods start with their selector: `0 => fn name(…);`")
-    } else if message.contains("expected one of") || message.contains("expected item") {
-        Some(
-            "an interface holds `service`, `version`, `const`, `enum`, `struct`, `memory`, \
-             `N => fn …;` and `N => reserved;` items",
-        )
-    } else if message.contains("unexpected end of input") {
-        Some("a `}` or `;` may be missing")
-    } else {
-        None
+/// What to write instead, for the syntax errors users hit.
+fn syntax_help(message: &str) -> String {
+    let known = [
+        ("expected `interface`", "a schema is one `interface Name { … }` block"),
+        ("expected `=>`", "methods start with their selector: `0 => fn name(…);`"),
+        ("expected `;`", "end the item with `;`"),
+        ("expected `,`", "separate fields, variants and parameters with `,`"),
+        ("nothing may follow it", "put the other interface in a schema file of its own"),
+        ("outputs are a list of named values", "name every output, e.g. `-> (status: u32)`"),
+        ("write documentation as `///` comments", "replace the attribute with `/// text` lines"),
+        ("not `#[", "attributes take their arguments in parentheses, e.g. `#[completion(any)]`"),
+        ("unexpected end of input", "a `}` or `;` may be missing"),
+    ];
+    if let Some((_, help)) = known.iter().find(|(pattern, _)| message.contains(pattern)) {
+        return help.to_string();
     }
+    if message.contains("expected one of") || message.contains("expected item") {
+        return "an interface holds `service`, `version`, `const`, `enum`, `struct`, `memory`, \
+                `N => fn …;` and `N => reserved;` items"
+            .to_string();
+    }
+    if let Some(rest) = message.strip_prefix("expected ") {
+        return format!("write {rest} here; the syntax is described in schema/LANGUAGE.md");
+    }
+    "the syntax is described in schema/LANGUAGE.md".to_string()
 }
 
 fn span_of<T: Spanned>(node: &T) -> Span {
@@ -245,6 +257,9 @@ impl Parse for File {
             attrs.push(attr)?;
         }
         let outer: Attrs = input.parse()?;
+        if !attrs.docs.is_empty() && !outer.docs.is_empty() {
+            attrs.docs.push(String::new()); // a paragraph break between `//!` and `///` docs
+        }
         attrs.docs.extend(outer.docs);
         attrs.attrs.extend(outer.attrs);
         let kw: kw::interface = input.parse()?;
@@ -346,9 +361,8 @@ impl Parse for Item {
             let outputs = if input.peek(Token![->]) {
                 input.parse::<Token![->]>()?;
                 if !input.peek(syn::token::Paren) {
-                    return Err(input.error(
-                        "outputs are a list of named values: write `-> (name: Type, …)`",
-                    ));
+                    return Err(input
+                        .error("outputs are a list of named values: write `-> (name: Type, …)`"));
                 }
                 parse_params(input)?.1
             } else {

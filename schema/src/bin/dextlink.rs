@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use dextlink_schema::compat::{self, ChangeKind};
 use dextlink_schema::emit::{c_client, cpp, explain};
+use dextlink_schema::stale::{self, Freshness, StaleError};
 use dextlink_schema::{LoadError, Schema};
 
 const EXIT_CHECK_FAILED: u8 = 1;
@@ -261,39 +262,44 @@ fn report_compat(old_path: &Path, old: &Schema, new_path: &Path, new: &Schema) -
 
 /// Compares a checked-in file with what the schema generates. Returns whether
 /// it was stale (and not rewritten).
-fn check_file(path: &Path, expected: &str, schema: &Path, flag: &str, write: bool) -> Result<bool, Failure> {
-    let actual = match std::fs::read_to_string(path) {
-        Ok(text) => Some(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Failure::io(format!("cannot read {}", path.display()), e)),
-    };
-    if actual.as_deref() == Some(expected) {
-        return Ok(false);
-    }
-    if write {
-        write_output(path, expected)?;
-        eprintln!("rewrote {}", path.display());
-        return Ok(false);
-    }
-    match &actual {
-        Some(actual) => {
-            let diff = similar::TextDiff::from_lines(actual.as_str(), expected);
-            let shown = path.display().to_string();
-            print!("{}", diff.unified_diff().context_radius(3).header(&shown, &format!("{shown} (from {})", schema.display())));
-            eprintln!("error: {} is stale: it differs from what {} generates", path.display(), schema.display());
+fn check_file(
+    path: &Path,
+    expected: &str,
+    schema: &Path,
+    flag: &str,
+    write: bool,
+) -> Result<bool, Failure> {
+    match stale::check_file(path, expected, write) {
+        Ok(Freshness::Fresh) => Ok(false),
+        Ok(Freshness::Rewritten) => {
+            eprintln!("rewrote {}", path.display());
+            Ok(false)
         }
-        None => eprintln!("error: {} does not exist", path.display()),
+        Err(StaleError::Io { path, error }) => {
+            Err(Failure::io(format!("cannot access {}", path.display()), error))
+        }
+        Err(err) => {
+            if let StaleError::Stale { diff, .. } = &err {
+                print!("{diff}");
+                eprintln!(
+                    "error: {} is stale: it differs from what {} generates",
+                    path.display(),
+                    schema.display()
+                );
+            } else {
+                eprintln!("error: {err}");
+            }
+            eprintln!(
+                "help: run `dextlink gen {} {flag} {}` (or `dextlink check … --write`)",
+                schema.display(),
+                path.display()
+            );
+            Ok(true)
+        }
     }
-    eprintln!(
-        "help: run `dextlink gen {} {flag} {}` (or `dextlink check … --write`)",
-        schema.display(),
-        path.display()
-    );
-    Ok(true)
 }
 
-/// Writes a generated file whole or not at all: into a temporary file beside
-/// it, then renamed over it. `-` writes to stdout.
+/// Writes a generated file whole or not at all; `-` writes to stdout.
 fn write_output(path: &Path, text: &str) -> Result<(), Failure> {
     if path == Path::new("-") {
         let mut stdout = std::io::stdout().lock();
@@ -302,12 +308,6 @@ fn write_output(path: &Path, text: &str) -> Result<(), Failure> {
             .and_then(|()| stdout.flush())
             .map_err(|e| Failure::io("cannot write to stdout".to_string(), e));
     }
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.dextlink-tmp", file_name(path)));
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Failure::io(format!("cannot write {}", path.display()), e)
-        })
+    stale::write_atomically(path, text)
+        .map_err(|e| Failure::io(format!("cannot write {}", path.display()), e))
 }
