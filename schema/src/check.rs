@@ -1330,7 +1330,10 @@ impl Checker {
                     self.error(
                         Diagnostic::error(
                             span(ty),
-                            format!("the structure input `{}` is passed by reference", p.name.text),
+                            format!(
+                                "the structure input `{}` must be passed by reference",
+                                p.name.text
+                            ),
                         )
                         .label("by value")
                         .help(format!(

@@ -186,6 +186,7 @@ fn syntax_help(message: &str) -> String {
         ("write documentation as `///` comments", "replace the attribute with `/// text` lines"),
         ("not `#[", "attributes take their arguments in parentheses, e.g. `#[completion(any)]`"),
         ("unexpected end of input", "a `}` or `;` may be missing"),
+        ("not followed by the item", "remove it, or put the item it describes after it"),
     ];
     if let Some((_, help)) = known.iter().find(|(pattern, _)| message.contains(pattern)) {
         return help.to_string();
@@ -280,7 +281,14 @@ impl Parse for File {
 
 impl Parse for Item {
     fn parse(input: ParseStream) -> syn::Result<Item> {
+        let start = input.span();
         let attrs: Attrs = input.parse()?;
+        if input.is_empty() {
+            return Err(syn::Error::new(
+                start,
+                "this doc comment or attribute is not followed by the item it describes",
+            ));
+        }
         let look = input.lookahead1();
         if look.peek(kw::service) {
             let kw: kw::service = input.parse()?;

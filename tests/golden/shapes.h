@@ -1185,7 +1185,9 @@ inline kern_return_t Handshake(IOUserClientMethodArguments* arguments)
 {
     if (arguments->completion != nullptr || arguments->scalarInputCount != 0 ||
         arguments->structureInput != nullptr || arguments->structureInputDescriptor != nullptr ||
-        arguments->scalarOutput == nullptr || arguments->scalarOutputCount != 2) {
+        arguments->scalarOutput == nullptr || arguments->scalarOutputCount != 2 ||
+        arguments->structureOutputMaximumSize != 0 ||
+        arguments->structureOutputDescriptor != nullptr) {
         return kIOReturnBadArgument;
     }
     arguments->scalarOutput[0] = kFingerprint;

@@ -650,7 +650,8 @@ fn second_structure_output() {
 #[test]
 fn struct_input_by_value() {
     let run = Run::items("    struct P { a: u32 }\n    0 => fn f(p: /*@*/P);");
-    let d = run.errors(1).at(0, "the structure input `p` is passed by reference", "write `p: &P`");
+    let d =
+        run.errors(1).at(0, "the structure input `p` must be passed by reference", "write `p: &P`");
     assert_eq!(run.location(d), "t.dextlink:5:18");
     Run::items("    0 => fn f(key: /*@*/[u8; 16]);").errors(1).at(
         0,
@@ -1804,4 +1805,11 @@ fn damaged_examples_never_panic() {
         }
     }
     run_robustness(inputs);
+}
+
+#[test]
+fn doc_comment_without_an_item() {
+    let run = Run::items("    0 => fn f();\n    /*@*//// Describes nothing.");
+    let d = run.errors(1).at(0, "not followed by the item it describes", "remove it");
+    assert_eq!(run.location(d), "t.dextlink:5:5");
 }

@@ -1085,8 +1085,10 @@ impl Emitter<'_> {
         );
         self.line("        arguments->structureInput != nullptr || arguments->structureInputDescriptor != nullptr ||");
         self.line(
-            "        arguments->scalarOutput == nullptr || arguments->scalarOutputCount != 2) {",
+            "        arguments->scalarOutput == nullptr || arguments->scalarOutputCount != 2 ||",
         );
+        self.line("        arguments->structureOutputMaximumSize != 0 ||");
+        self.line("        arguments->structureOutputDescriptor != nullptr) {");
         self.line("        return kIOReturnBadArgument;");
         self.line("    }");
         self.line("    arguments->scalarOutput[0] = kFingerprint;");
