@@ -231,10 +231,10 @@ impl Checker {
     }
 
     fn int_type(&mut self, ty: &Type, what: &str) -> Option<IntType> {
-        if let Type::Path(p) = ty {
-            if let Some(t) = p.path.get_ident().and_then(|i| IntType::from_name(&i.to_string())) {
-                return Some(t);
-            }
+        if let Type::Path(p) = ty
+            && let Some(t) = p.path.get_ident().and_then(|i| IntType::from_name(&i.to_string()))
+        {
+            return Some(t);
         }
         self.error(
             Diagnostic::error(span(ty), format!("{what} must have an integer type"))
@@ -503,10 +503,10 @@ impl Checker {
                             method_names.insert(cpp, (m.name.span, m.name.text.clone()));
                         }
                     }
-                    if let Some(method) = self.method(m, selector.unwrap_or(0), &iface) {
-                        if selector.is_some() {
-                            iface.methods.push(method);
-                        }
+                    if let Some(method) = self.method(m, selector.unwrap_or(0), &iface)
+                        && selector.is_some()
+                    {
+                        iface.methods.push(method);
                     }
                 }
                 _ => {}
@@ -547,14 +547,14 @@ impl Checker {
         iface.methods.sort_by_key(|m| m.selector);
         iface.reserved.sort_by_key(|r| r.selector);
         iface.memories.sort_by_key(|m| m.id);
-        if let Some(last) = iface.methods.last() {
-            if last.selector >= 1024 {
-                self.diags.push(
+        if let Some(last) = iface.methods.last()
+            && last.selector >= 1024
+        {
+            self.diags.push(
                     Diagnostic::warning(last.span, format!("the dispatch table will have {} entries", last.selector as u64 + 1))
                         .label("the highest selector sizes the table")
                         .help("DriverKit dispatch tables are arrays indexed by selector; number methods densely from 0"),
                 );
-            }
         }
         iface.fingerprint = fingerprint::fingerprint(&iface);
         iface
@@ -909,15 +909,15 @@ impl Checker {
                 None
             }
         };
-        if let Some(id) = id {
-            if let Some(first) = ids.insert(id, id_span) {
-                self.error(
-                    Diagnostic::error(id_span, format!("memory type {id} is declared twice"))
-                        .label("second")
-                        .related(first, "first")
-                        .help("give each memory type its own id"),
-                );
-            }
+        if let Some(id) = id
+            && let Some(first) = ids.insert(id, id_span)
+        {
+            self.error(
+                Diagnostic::error(id_span, format!("memory type {id} is declared twice"))
+                    .label("second")
+                    .related(first, "first")
+                    .help("give each memory type its own id"),
+            );
         }
         let named = self.name(&m.name, "memory type", Case::Snake);
         if named {
@@ -1236,15 +1236,15 @@ impl Checker {
             }
         };
         // A struct's size is checked in `method`, once layouts are known.
-        if let StructShape::Bytes(size) = shape {
-            if too_big(size) {
-                self.error(
+        if let StructShape::Bytes(size) = shape
+            && too_big(size)
+        {
+            self.error(
                     Diagnostic::error(span(ty), format!("the structure {what} `{}` is {size} bytes, more than DriverKit can take", p.name.text))
                         .label("4 GiB or more")
                         .help("dispatch checks are 32-bit and 0xffffffff means \"variable\" (driverkit-facts §1, §2.2-7); share it through a memory type instead"),
                 );
-                return None;
-            }
+            return None;
         }
         if let StructShape::Bounded { max, .. } = shape {
             if output && max > INBAND_STRUCT_MAX {
@@ -1492,18 +1492,15 @@ impl Checker {
             );
             return;
         }
-        if self.name(&p.name, what, Case::Snake) {
-            if let Some(first) = seen.insert(p.name.text.clone(), p.name.span) {
-                self.error(
-                    Diagnostic::error(
-                        p.name.span,
-                        format!("{what} `{}` is named twice", p.name.text),
-                    )
+        if self.name(&p.name, what, Case::Snake)
+            && let Some(first) = seen.insert(p.name.text.clone(), p.name.span)
+        {
+            self.error(
+                Diagnostic::error(p.name.span, format!("{what} `{}` is named twice", p.name.text))
                     .label("second")
                     .related(first, "first")
                     .help("rename one of them"),
-                );
-            }
+            );
         }
     }
 

@@ -219,11 +219,11 @@ impl Parse for Attrs {
 impl Attrs {
     fn push(&mut self, attr: Attribute) -> syn::Result<()> {
         if attr.path().is_ident("doc") {
-            if let syn::Meta::NameValue(nv) = &attr.meta {
-                if let Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) = &nv.value {
-                    self.docs.push(s.value());
-                    return Ok(());
-                }
+            if let syn::Meta::NameValue(nv) = &attr.meta
+                && let Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) = &nv.value
+            {
+                self.docs.push(s.value());
+                return Ok(());
             }
             return Err(syn::Error::new_spanned(attr, "write documentation as `///` comments"));
         }

@@ -186,7 +186,7 @@ fn access(a: Access) -> &'static str {
 fn size_text(n: u64) -> String {
     const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
     for (unit, name) in UNITS {
-        if n >= unit && n % unit == 0 {
+        if n >= unit && n.is_multiple_of(unit) {
             return format!("{n} B ({} {name})", n / unit);
         }
     }

@@ -3,6 +3,7 @@
 pub mod c_client;
 pub mod cpp;
 pub mod explain;
+pub mod rust;
 
 /// The C client header (`dextlink gen --c-client`); see [`c_client::emit`].
 pub use c_client::emit as c_client_header;

@@ -1,0 +1,33 @@
+//! dextlink: typed access to DriverKit user clients, generated from one schema.
+//!
+//! ```ignore
+//! dextlink::interface!("fwloader.dextlink");   // generates `mod fw_loader`
+//!
+//! let client = fw_loader::FwLoader::connect(transport)?;   // checks the schema fingerprint
+//! let (session, resume) = client.begin(&info)?;
+//! let done = client.submit(slot, len)?.wait()?;            // async: a Future, or wait()
+//! ```
+//!
+//! The client runs over any [`Transport`]: the IOKit backend on macOS, the
+//! simulator everywhere (in process, or a dext server on a Unix socket).
+
+pub mod completion;
+mod error;
+mod io_return;
+pub mod mapping;
+pub mod server;
+pub mod sim;
+mod transport;
+
+pub use completion::{Completed, CompletionSlot, Pending};
+pub use dextlink_macros::interface;
+pub use error::{Error, UnknownVariant};
+pub use io_return::IoReturn;
+pub use mapping::{Mapping, ReadOnly, ReadWrite};
+pub use transport::{Call, CallError, RawMapping, Reply, StructOutput, Transport};
+
+/// Used by generated code; not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use zerocopy;
+}
