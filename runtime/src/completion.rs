@@ -158,22 +158,24 @@ impl<T> Pending<T> {
     /// Blocks until the completion arrives or `timeout` passes. On
     /// `Error::Timeout` the call is still outstanding and this can be called again.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<T, Error> {
-        let deadline = Instant::now() + timeout;
+        // A timeout too long to represent is no timeout at all.
+        let deadline = Instant::now().checked_add(timeout);
         let mut state = self.shared.lock();
         loop {
             if let Some(result) = self.take(&mut state) {
                 return result;
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Error::Timeout { method: self.method });
-            }
-            state = self
-                .shared
-                .ready
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            state = match deadline {
+                None => self.shared.ready.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(Error::Timeout { method: self.method });
+                    }
+                    let waited = self.shared.ready.wait_timeout(state, deadline - now);
+                    waited.unwrap_or_else(|e| e.into_inner()).0
+                }
+            };
         }
     }
 }

@@ -30,4 +30,32 @@ pub use transport::{Call, CallError, RawMapping, Reply, StructOutput, Transport}
 #[doc(hidden)]
 pub mod __private {
     pub use zerocopy;
+
+    use crate::Error;
+
+    // Error paths of generated methods, out of line and cold, so that the
+    // generated call path stays as small as a hand-written one.
+
+    #[cold]
+    #[inline(never)]
+    pub fn short_reply(method: &'static str, what: &str, expected: impl std::fmt::Display, got: usize) -> Error {
+        Error::MalformedReply { method, detail: format!("expected {expected} {what}, got {got}") }
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub fn invalid_value(method: &'static str, name: &str, wire: u64, type_name: &str) -> Error {
+        Error::MalformedReply { method, detail: format!("`{name}` = {wire:#x} is not a valid {type_name}") }
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub fn out_of_range(
+        method: &'static str,
+        parameter: &'static str,
+        value: impl std::fmt::Display,
+        range: &str,
+    ) -> Error {
+        Error::OutOfRange { method, parameter, value: value.to_string(), range: range.to_string() }
+    }
 }

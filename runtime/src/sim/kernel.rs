@@ -20,7 +20,10 @@ pub const SCALAR_MAX: usize = 16;
 /// offered inline, more as a writable descriptor over the client's buffer,
 /// the var-output call as `0xffffffff` (§3.2-5). Scalar outputs start zeroed
 /// (§3.2-4); the count returned is min(requested, set by the dext) (§3.2-5).
-/// After a failure the client's outputs are zero and its counts unchanged.
+/// After a failure nothing is copied back (the reply is not, §3.2-5): the
+/// client's scalars, inline buffer and counts are as they were. Bytes a dext
+/// wrote through an output descriptor before failing stay, as on a Mac: that
+/// memory is the client's own.
 pub fn deliver(
     call: Call<'_>,
     completion: Option<AsyncCompletion>,
@@ -42,26 +45,16 @@ pub fn deliver(
         n if n <= INBAND_MAX => StructureInput::Inline(call.struct_input),
         _ => StructureInput::Descriptor(call.struct_input),
     };
-    let (maximum, mut descriptor, inline_capacity, variable) = match call.struct_output {
-        StructOutput::None => (0u64, None, 0usize, None),
-        StructOutput::Buffer(buffer) if buffer.len() <= INBAND_MAX => {
-            (buffer.len() as u64, None, buffer.len(), Some(buffer))
-        }
-        StructOutput::Buffer(buffer) => (buffer.len() as u64, Some(buffer), 0, None),
+    // The output buffer goes inline (capacity ≤ 4096) or as a descriptor.
+    let (maximum, mut descriptor, mut inline) = match call.struct_output {
+        StructOutput::None => (0u64, None, None),
+        StructOutput::Buffer(buffer) if buffer.len() <= INBAND_MAX => (buffer.len() as u64, None, Some(buffer)),
+        StructOutput::Buffer(buffer) => (buffer.len() as u64, Some(buffer), None),
         StructOutput::Variable(out) => {
-            return deliver_variable(
-                call.selector,
-                call.scalar_input,
-                structure_input,
-                call.scalar_output,
-                out,
-                completion,
-                dext,
-            );
+            return deliver_variable(call.selector, call.scalar_input, structure_input, call.scalar_output, out, completion, dext);
         }
     };
-    // `variable` here holds the inline buffer; named for symmetry below.
-    let inline_buffer = variable;
+    let inline_capacity = inline.as_ref().map_or(0, |b| b.len());
     let mut args = Arguments {
         completion,
         scalar_input: call.scalar_input,
@@ -78,9 +71,6 @@ pub fn deliver(
     let had_descriptor = args.structure_output_descriptor.is_some();
     drop(args);
     if !status.is_success() {
-        if let Some(d) = descriptor {
-            d.fill(0);
-        }
         return Err(CallError::Status(status));
     }
     // Structure output return rules (§3.3).
@@ -98,7 +88,7 @@ pub fn deliver(
                 return Err(CallError::Status(IoReturn::BAD_ARGUMENT));
             }
             Some(data) => {
-                if let Some(buffer) = inline_buffer {
+                if let Some(buffer) = &mut inline {
                     buffer[..data.len()].copy_from_slice(&data);
                 }
                 data.len()
@@ -153,4 +143,130 @@ fn deliver_variable(
 /// are dropped by the dext-side stub).
 pub fn deliverable(values: &[u64]) -> bool {
     values.len() <= MAX_COMPLETION_VALUES
+}
+
+#[cfg(test)]
+mod tests {
+    //! The rows of driverkit-facts §3.4, one by one.
+
+    use super::*;
+
+    fn call<'a>(input: &'a [u8], scalars_out: &'a mut [u64], out: StructOutput<'a>) -> Call<'a> {
+        Call { selector: 7, scalar_input: &[], struct_input: input, scalar_output: scalars_out, struct_output: out, completion: None }
+    }
+
+    #[test]
+    fn structure_input_is_inline_up_to_4096_bytes_then_a_descriptor() {
+        for (len, expect) in [(0, "none"), (1, "inline"), (4096, "inline"), (4097, "descriptor")] {
+            let input = vec![0xab; len];
+            let mut seen = "";
+            deliver(call(&input, &mut [], StructOutput::None), None, |_, args| {
+                seen = match args.structure_input {
+                    StructureInput::None => "none",
+                    StructureInput::Inline(b) => { assert_eq!(b.len(), len); "inline" }
+                    StructureInput::Descriptor(b) => { assert_eq!(b.len(), len); "descriptor" }
+                };
+                IoReturn::SUCCESS
+            })
+            .unwrap();
+            assert_eq!(seen, expect, "{len} bytes");
+        }
+    }
+
+    #[test]
+    fn inline_output_returns_the_osdata_length_or_the_capacity() {
+        let mut buffer = [0u8; 64];
+        let reply = deliver(call(&[], &mut [], StructOutput::Buffer(&mut buffer)), None, |_, args| {
+            assert_eq!(args.structure_output_maximum_size, 64);
+            assert!(args.structure_output_descriptor.is_none());
+            args.structure_output = Some(vec![1, 2, 3]);
+            IoReturn::SUCCESS
+        })
+        .unwrap();
+        assert_eq!(reply.struct_output_size, 3);
+        assert_eq!(&buffer[..4], &[1, 2, 3, 0]);
+        // No OSData: the capacity comes back unchanged (§3.3-1).
+        let reply = deliver(call(&[], &mut [], StructOutput::Buffer(&mut buffer)), None, |_, _| IoReturn::SUCCESS).unwrap();
+        assert_eq!(reply.struct_output_size, 64);
+        // Longer than the capacity: kIOReturnBadArgument.
+        let err = deliver(call(&[], &mut [], StructOutput::Buffer(&mut buffer)), None, |_, args| {
+            args.structure_output = Some(vec![0; 65]);
+            IoReturn::SUCCESS
+        });
+        assert_eq!(err, Err(CallError::Status(IoReturn::BAD_ARGUMENT)));
+    }
+
+    #[test]
+    fn large_output_goes_through_a_descriptor_and_reports_the_full_capacity() {
+        let mut buffer = vec![0u8; 5000];
+        let reply = deliver(call(&[], &mut [], StructOutput::Buffer(&mut buffer)), None, |_, args| {
+            assert_eq!(args.structure_output_maximum_size, 5000);
+            args.structure_output_descriptor.as_deref_mut().unwrap()[..2].copy_from_slice(&[9, 9]);
+            IoReturn::SUCCESS
+        })
+        .unwrap();
+        assert_eq!(reply.struct_output_size, 5000);
+        assert_eq!(&buffer[..3], &[9, 9, 0]);
+        let err = deliver(call(&[], &mut [], StructOutput::Buffer(&mut buffer)), None, |_, args| {
+            args.structure_output = Some(vec![1]);
+            IoReturn::SUCCESS
+        });
+        assert_eq!(err, Err(CallError::Status(IoReturn::BAD_ARGUMENT)), "an OSData with a descriptor is an error (§3.3-2)");
+    }
+
+    #[test]
+    fn variable_output_returns_the_osdata_whole_or_underruns() {
+        let mut out = Vec::new();
+        let reply = deliver(call(&[], &mut [], StructOutput::Variable(&mut out)), None, |_, args| {
+            assert_eq!(args.structure_output_maximum_size, u64::from(VARIABLE));
+            args.structure_output = Some(vec![5; 10_000]);
+            IoReturn::SUCCESS
+        })
+        .unwrap();
+        assert_eq!((reply.struct_output_size, out.len()), (10_000, 10_000));
+        let err = deliver(call(&[], &mut [], StructOutput::Variable(&mut out)), None, |_, _| IoReturn::SUCCESS);
+        assert_eq!(err, Err(CallError::Status(IoReturn::UNDERRUN)));
+    }
+
+    #[test]
+    fn scalar_outputs_start_zeroed_and_come_back_as_min_of_requested_and_set() {
+        let mut out = [7u64; 4];
+        let reply = deliver(call(&[], &mut out, StructOutput::None), None, |_, args| {
+            assert!(args.scalar_output.iter().all(|v| *v == 0), "zeroed first (§3.2-4)");
+            assert_eq!(args.scalar_output_count, 4);
+            args.scalar_output[..3].copy_from_slice(&[1, 2, 3]);
+            args.scalar_output_count = 3;
+            IoReturn::SUCCESS
+        })
+        .unwrap();
+        assert_eq!(reply.scalar_output_count, 3);
+        assert_eq!(out, [1, 2, 3, 7]);
+        // The dext cannot lengthen the count.
+        let reply = deliver(call(&[], &mut out, StructOutput::None), None, |_, args| {
+            args.scalar_output_count = 16;
+            IoReturn::SUCCESS
+        })
+        .unwrap();
+        assert_eq!(reply.scalar_output_count, 4);
+    }
+
+    #[test]
+    fn failures_return_nothing_and_too_many_scalars_never_reach_the_dext() {
+        let mut out = [7u64; 2];
+        let err = deliver(call(&[], &mut out, StructOutput::None), None, |_, args| {
+            args.scalar_output[0] = 1;
+            IoReturn::BUSY
+        });
+        assert_eq!(err, Err(CallError::Status(IoReturn::BUSY)));
+        assert_eq!(out, [7, 7], "no outputs are copied on failure");
+        let mut reached = false;
+        let many = [0u64; 17];
+        let err = deliver(
+            Call { selector: 0, scalar_input: &many, struct_input: &[], scalar_output: &mut [], struct_output: StructOutput::None, completion: None },
+            None,
+            |_, _| { reached = true; IoReturn::SUCCESS },
+        );
+        assert_eq!(err, Err(CallError::Status(IoReturn::OVERRUN)));
+        assert!(!reached);
+    }
 }

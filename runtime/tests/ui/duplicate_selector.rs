@@ -1,0 +1,3 @@
+dextlink::interface!("duplicate_selector.dextlink");
+
+fn main() {}

@@ -1,0 +1,3 @@
+dextlink::interface!("no_such_schema.dextlink");
+
+fn main() {}

@@ -1,0 +1,3 @@
+dextlink::interface!(schema);
+
+fn main() {}

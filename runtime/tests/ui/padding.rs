@@ -1,0 +1,3 @@
+dextlink::interface!("padding.dextlink");
+
+fn main() {}

@@ -1,0 +1,3 @@
+dextlink::interface!("range_outside_type.dextlink");
+
+fn main() {}

@@ -1,0 +1,3 @@
+dextlink::interface!("reserved_reuse.dextlink");
+
+fn main() {}

@@ -1,0 +1,3 @@
+dextlink::interface!("too_many_scalars.dextlink");
+
+fn main() {}

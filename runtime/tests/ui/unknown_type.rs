@@ -1,0 +1,3 @@
+dextlink::interface!("unknown_type.dextlink");
+
+fn main() {}
