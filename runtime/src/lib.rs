@@ -14,6 +14,8 @@
 pub mod completion;
 mod error;
 mod io_return;
+#[cfg(target_vendor = "apple")]
+pub mod iokit;
 pub mod mapping;
 pub mod server;
 pub mod sim;

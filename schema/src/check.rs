@@ -523,15 +523,19 @@ impl Checker {
             );
         }
         // The C++ header defines a handler, a thunk and maybe a completion
-        // sender per method, next to the schema's types.
+        // sender per method, and the Rust module output, completion and
+        // completer types, next to the schema's types.
         for m in &iface.methods {
             let camel = names::upper_camel(&m.name);
             let mut generated = vec![
                 (format!("Handle{camel}"), "handler"),
                 (format!("StaticHandle{camel}"), "thunk"),
+                (format!("{camel}Output"), "output struct"),
             ];
             if m.is_async {
                 generated.push((format!("Complete{camel}"), "completion sender"));
+                generated.push((format!("{camel}Completion"), "completion struct"));
+                generated.push((format!("{camel}Completer"), "completer"));
             }
             for (name, what) in generated {
                 if let Some(&at) = self.globals.get(&name) {
@@ -1403,6 +1407,17 @@ impl Checker {
                     .help(format!("rename it, e.g. `{}_size`", arg.name)),
                 );
             }
+        }
+        // IOConnectCallAsyncMethod has no var-output form (IOKitLib.c
+        // 1904-1982 offers only inline and out-of-line buffers).
+        if let (Some(_), Some(arg)) = (m.is_async, &struct_output)
+            && arg.shape == StructShape::Variable
+        {
+            self.error(
+                Diagnostic::error(arg.span, format!("the async method `{}` cannot return a variable-size output", m.name.text))
+                    .label("`[u8]` output on an async method")
+                    .help("IOConnectCallAsyncMethod has no variable-output form: give it a bound (`[u8; ..=4096]`), or return the data from a synchronous method"),
+            );
         }
         let mut completion = Vec::new();
         if let Some((_, params)) = &m.completion {

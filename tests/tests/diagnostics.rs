@@ -1813,3 +1813,20 @@ fn doc_comment_without_an_item() {
     let d = run.errors(1).at(0, "not followed by the item it describes", "remove it");
     assert_eq!(run.location(d), "t.dextlink:5:5");
 }
+
+#[test]
+fn type_collides_with_generated_rust_types() {
+    let run = Run::items(
+        "    struct /*@*/GoOutput { a: u32 }\n    struct /*@*/GoCompleter { a: u32 }\n    0 => async fn go(a: &GoOutput, b: &GoCompleter) -> (x: u32, y: u32);",
+    );
+    let run = run;
+    // Two struct inputs are an error too; the collisions are what this checks.
+    let _ = run.at(0, "`GoOutput` collides with the output struct", "rename");
+    let _ = run.at(1, "`GoCompleter` collides with the completer", "rename");
+}
+
+#[test]
+fn async_method_with_variable_output() {
+    let run = Run::items("    0 => async fn f() -> (/*@*/log: [u8]);");
+    run.errors(1).at(0, "cannot return a variable-size output", "`[u8; ..=4096]`");
+}

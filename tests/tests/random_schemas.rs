@@ -186,6 +186,8 @@ fn render(spec: &Spec, name: &str) -> String {
             Some(i) if i < n => outs.push(format!("output: S{i}")),
             Some(i) if i == n => outs.push("output: [u8; 5000]".to_string()),
             Some(i) if i == n + 1 => outs.push("output: [u8; ..=64]".to_string()),
+            // Async calls have no var-output form; a bounded output instead.
+            Some(_) if m.is_async => outs.push("output: [u8; ..=128]".to_string()),
             Some(_) => outs.push("output: [u8]".to_string()),
             None => {}
         }
