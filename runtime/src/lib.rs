@@ -40,14 +40,22 @@ pub mod __private {
 
     #[cold]
     #[inline(never)]
-    pub fn short_reply(method: &'static str, what: &str, expected: impl std::fmt::Display, got: usize) -> Error {
+    pub fn short_reply(
+        method: &'static str,
+        what: &str,
+        expected: impl std::fmt::Display,
+        got: usize,
+    ) -> Error {
         Error::MalformedReply { method, detail: format!("expected {expected} {what}, got {got}") }
     }
 
     #[cold]
     #[inline(never)]
     pub fn invalid_value(method: &'static str, name: &str, wire: u64, type_name: &str) -> Error {
-        Error::MalformedReply { method, detail: format!("`{name}` = {wire:#x} is not a valid {type_name}") }
+        Error::MalformedReply {
+            method,
+            detail: format!("`{name}` = {wire:#x} is not a valid {type_name}"),
+        }
     }
 
     #[cold]

@@ -17,7 +17,8 @@ fn constants_match_the_schema() {
 #[test]
 fn cpp_header_is_byte_identical_to_the_cli_output() {
     let golden = |name: &str| {
-        std::fs::read_to_string(format!("{}/../tests/golden/{name}.h", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        std::fs::read_to_string(format!("{}/../tests/golden/{name}.h", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
     };
     assert_eq!(fw_loader::CPP_HEADER, golden("fwloader"));
     assert_eq!(null_driver::CPP_HEADER, golden("null_driver"));

@@ -63,7 +63,9 @@ impl<D: Dext> Transport for InProcess<D> {
             let mut outstanding = lock(&self.outstanding);
             outstanding.retain(|s| !s.is_finished() && !s.is_abandoned());
             outstanding.push(slot.clone());
-            AsyncCompletion::new(move |status: IoReturn, values: &[u64]| slot.complete(status, values))
+            AsyncCompletion::new(move |status: IoReturn, values: &[u64]| {
+                slot.complete(status, values)
+            })
         });
         let mut dext = self.dext();
         kernel::deliver(call, completion, |selector, args| dext.external_method(selector, args))
@@ -71,9 +73,11 @@ impl<D: Dext> Transport for InProcess<D> {
 
     fn map_memory(&self, memory_type: u32) -> Result<RawMapping, Error> {
         let (memory, read_only) =
-            self.dext().copy_client_memory(u64::from(memory_type)).map_err(|code| Error::Memory {
-                memory_type,
-                detail: format!("CopyClientMemoryForType failed: {code}"),
+            self.dext().copy_client_memory(u64::from(memory_type)).map_err(|code| {
+                Error::Memory {
+                    memory_type,
+                    detail: format!("CopyClientMemoryForType failed: {code}"),
+                }
             })?;
         let raw = RawMapping { address: memory.as_ptr(), len: memory.len(), read_only };
         lock(&self.mapped).entry(raw.address.as_ptr() as usize).or_insert((memory, 0)).1 += 1;

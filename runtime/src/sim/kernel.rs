@@ -48,10 +48,20 @@ pub fn deliver(
     // The output buffer goes inline (capacity ≤ 4096) or as a descriptor.
     let (maximum, mut descriptor, mut inline) = match call.struct_output {
         StructOutput::None => (0u64, None, None),
-        StructOutput::Buffer(buffer) if buffer.len() <= INBAND_MAX => (buffer.len() as u64, None, Some(buffer)),
+        StructOutput::Buffer(buffer) if buffer.len() <= INBAND_MAX => {
+            (buffer.len() as u64, None, Some(buffer))
+        }
         StructOutput::Buffer(buffer) => (buffer.len() as u64, Some(buffer), None),
         StructOutput::Variable(out) => {
-            return deliver_variable(call.selector, call.scalar_input, structure_input, call.scalar_output, out, completion, dext);
+            return deliver_variable(
+                call.selector,
+                call.scalar_input,
+                structure_input,
+                call.scalar_output,
+                out,
+                completion,
+                dext,
+            );
         }
     };
     let inline_capacity = inline.as_ref().map_or(0, |b| b.len());
@@ -152,7 +162,14 @@ mod tests {
     use super::*;
 
     fn call<'a>(input: &'a [u8], scalars_out: &'a mut [u64], out: StructOutput<'a>) -> Call<'a> {
-        Call { selector: 7, scalar_input: &[], struct_input: input, scalar_output: scalars_out, struct_output: out, completion: None }
+        Call {
+            selector: 7,
+            scalar_input: &[],
+            struct_input: input,
+            scalar_output: scalars_out,
+            struct_output: out,
+            completion: None,
+        }
     }
 
     #[test]
@@ -163,8 +180,14 @@ mod tests {
             deliver(call(&input, &mut [], StructOutput::None), None, |_, args| {
                 seen = match args.structure_input {
                     StructureInput::None => "none",
-                    StructureInput::Inline(b) => { assert_eq!(b.len(), len); "inline" }
-                    StructureInput::Descriptor(b) => { assert_eq!(b.len(), len); "descriptor" }
+                    StructureInput::Inline(b) => {
+                        assert_eq!(b.len(), len);
+                        "inline"
+                    }
+                    StructureInput::Descriptor(b) => {
+                        assert_eq!(b.len(), len);
+                        "descriptor"
+                    }
                 };
                 IoReturn::SUCCESS
             })
@@ -176,55 +199,70 @@ mod tests {
     #[test]
     fn inline_output_returns_the_osdata_length_or_the_capacity() {
         let mut buffer = [0u8; 64];
-        let reply = deliver(call(&[], &mut [], StructOutput::Buffer(&mut buffer)), None, |_, args| {
-            assert_eq!(args.structure_output_maximum_size, 64);
-            assert!(args.structure_output_descriptor.is_none());
-            args.structure_output = Some(vec![1, 2, 3]);
-            IoReturn::SUCCESS
-        })
-        .unwrap();
+        let reply =
+            deliver(call(&[], &mut [], StructOutput::Buffer(&mut buffer)), None, |_, args| {
+                assert_eq!(args.structure_output_maximum_size, 64);
+                assert!(args.structure_output_descriptor.is_none());
+                args.structure_output = Some(vec![1, 2, 3]);
+                IoReturn::SUCCESS
+            })
+            .unwrap();
         assert_eq!(reply.struct_output_size, 3);
         assert_eq!(&buffer[..4], &[1, 2, 3, 0]);
         // No OSData: the capacity comes back unchanged (§3.3-1).
-        let reply = deliver(call(&[], &mut [], StructOutput::Buffer(&mut buffer)), None, |_, _| IoReturn::SUCCESS).unwrap();
+        let reply = deliver(call(&[], &mut [], StructOutput::Buffer(&mut buffer)), None, |_, _| {
+            IoReturn::SUCCESS
+        })
+        .unwrap();
         assert_eq!(reply.struct_output_size, 64);
         // Longer than the capacity: kIOReturnBadArgument.
-        let err = deliver(call(&[], &mut [], StructOutput::Buffer(&mut buffer)), None, |_, args| {
-            args.structure_output = Some(vec![0; 65]);
-            IoReturn::SUCCESS
-        });
+        let err =
+            deliver(call(&[], &mut [], StructOutput::Buffer(&mut buffer)), None, |_, args| {
+                args.structure_output = Some(vec![0; 65]);
+                IoReturn::SUCCESS
+            });
         assert_eq!(err, Err(CallError::Status(IoReturn::BAD_ARGUMENT)));
     }
 
     #[test]
     fn large_output_goes_through_a_descriptor_and_reports_the_full_capacity() {
         let mut buffer = vec![0u8; 5000];
-        let reply = deliver(call(&[], &mut [], StructOutput::Buffer(&mut buffer)), None, |_, args| {
-            assert_eq!(args.structure_output_maximum_size, 5000);
-            args.structure_output_descriptor.as_deref_mut().unwrap()[..2].copy_from_slice(&[9, 9]);
-            IoReturn::SUCCESS
-        })
-        .unwrap();
+        let reply =
+            deliver(call(&[], &mut [], StructOutput::Buffer(&mut buffer)), None, |_, args| {
+                assert_eq!(args.structure_output_maximum_size, 5000);
+                args.structure_output_descriptor.as_deref_mut().unwrap()[..2]
+                    .copy_from_slice(&[9, 9]);
+                IoReturn::SUCCESS
+            })
+            .unwrap();
         assert_eq!(reply.struct_output_size, 5000);
         assert_eq!(&buffer[..3], &[9, 9, 0]);
-        let err = deliver(call(&[], &mut [], StructOutput::Buffer(&mut buffer)), None, |_, args| {
-            args.structure_output = Some(vec![1]);
-            IoReturn::SUCCESS
-        });
-        assert_eq!(err, Err(CallError::Status(IoReturn::BAD_ARGUMENT)), "an OSData with a descriptor is an error (§3.3-2)");
+        let err =
+            deliver(call(&[], &mut [], StructOutput::Buffer(&mut buffer)), None, |_, args| {
+                args.structure_output = Some(vec![1]);
+                IoReturn::SUCCESS
+            });
+        assert_eq!(
+            err,
+            Err(CallError::Status(IoReturn::BAD_ARGUMENT)),
+            "an OSData with a descriptor is an error (§3.3-2)"
+        );
     }
 
     #[test]
     fn variable_output_returns_the_osdata_whole_or_underruns() {
         let mut out = Vec::new();
-        let reply = deliver(call(&[], &mut [], StructOutput::Variable(&mut out)), None, |_, args| {
-            assert_eq!(args.structure_output_maximum_size, u64::from(VARIABLE));
-            args.structure_output = Some(vec![5; 10_000]);
-            IoReturn::SUCCESS
-        })
-        .unwrap();
+        let reply =
+            deliver(call(&[], &mut [], StructOutput::Variable(&mut out)), None, |_, args| {
+                assert_eq!(args.structure_output_maximum_size, u64::from(VARIABLE));
+                args.structure_output = Some(vec![5; 10_000]);
+                IoReturn::SUCCESS
+            })
+            .unwrap();
         assert_eq!((reply.struct_output_size, out.len()), (10_000, 10_000));
-        let err = deliver(call(&[], &mut [], StructOutput::Variable(&mut out)), None, |_, _| IoReturn::SUCCESS);
+        let err = deliver(call(&[], &mut [], StructOutput::Variable(&mut out)), None, |_, _| {
+            IoReturn::SUCCESS
+        });
         assert_eq!(err, Err(CallError::Status(IoReturn::UNDERRUN)));
     }
 
@@ -262,9 +300,19 @@ mod tests {
         let mut reached = false;
         let many = [0u64; 17];
         let err = deliver(
-            Call { selector: 0, scalar_input: &many, struct_input: &[], scalar_output: &mut [], struct_output: StructOutput::None, completion: None },
+            Call {
+                selector: 0,
+                scalar_input: &many,
+                struct_input: &[],
+                scalar_output: &mut [],
+                struct_output: StructOutput::None,
+                completion: None,
+            },
             None,
-            |_, _| { reached = true; IoReturn::SUCCESS },
+            |_, _| {
+                reached = true;
+                IoReturn::SUCCESS
+            },
         );
         assert_eq!(err, Err(CallError::Status(IoReturn::OVERRUN)));
         assert!(!reached);
