@@ -50,7 +50,16 @@ fn expand(literal: &LitStr) -> Result<TokenStream, String> {
         schema_name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         track_path: Some(path.display().to_string()),
     };
-    Ok(dextlink_schema::emit::rust::emit(&schema.interface, &options).into())
+    // The module is generated as source text (what `dextlink gen --rust`
+    // prints) and lexed by the compiler; every token spans the call site.
+    let module = dextlink_schema::emit::rust::emit(&schema.interface, &options);
+    module.parse::<TokenStream>().map_err(|error| {
+        format!(
+            "dextlink bug: the generated module for {} does not lex as Rust ({error}); \
+             please report it with the schema (`dextlink gen --rust` prints the module)",
+            path.display()
+        )
+    })
 }
 
 /// Resolves the schema path: relative to the manifest directory, else to the

@@ -150,3 +150,66 @@ fn fingerprint_explain_and_shim() {
     let shim = std::fs::read_to_string(dir.join("dextlink/driverkit_shim.h")).unwrap();
     assert!(shim.contains("struct IOUserClientMethodDispatch"));
 }
+
+#[test]
+fn gen_writes_exactly_the_golden_headers() {
+    for (schema, golden) in [
+        ("examples/fwloader/fwloader.dextlink", "fwloader"),
+        ("examples/null_driver/null_driver.dextlink", "null_driver"),
+        ("tests/schemas/shapes.dextlink", "shapes"),
+    ] {
+        let schema = root().join(schema);
+        let cpp = dextlink(&["gen", schema.to_str().unwrap(), "--cpp", "-"]);
+        let expected =
+            std::fs::read_to_string(root().join(format!("tests/golden/{golden}.h"))).unwrap();
+        assert!(
+            text(&cpp.stdout) == expected,
+            "dextlink gen --cpp differs from tests/golden/{golden}.h"
+        );
+        let c = dextlink(&["gen", schema.to_str().unwrap(), "--c-client", "-"]);
+        let expected =
+            std::fs::read_to_string(root().join(format!("tests/golden/{golden}_client.h")))
+                .unwrap();
+        assert!(
+            text(&c.stdout) == expected,
+            "dextlink gen --c-client differs from tests/golden/{golden}_client.h"
+        );
+    }
+}
+
+#[test]
+fn gen_rust_writes_the_client_module_and_check_finds_it_stale() {
+    let dir = scratch("rust");
+    let out = dir.join("fw_loader.rs");
+    let schema = fwloader();
+    let (schema, out_s) = (schema.to_str().unwrap(), out.to_str().unwrap());
+    let run = dextlink(&["gen", schema, "--rust", out_s]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let module = std::fs::read_to_string(&out).unwrap();
+    let stdout = dextlink(&["gen", schema, "--rust", "-"]);
+    assert_eq!(module, text(&stdout.stdout));
+    assert!(module.starts_with("/// "), "{module}");
+    assert!(module.contains("pub mod fw_loader {\n"));
+    assert!(module.contains("pub const CPP_HEADER: &str = r#\"// FwLoader.h"));
+    assert!(module.contains("    impl<T: ::dextlink::Transport> FwLoader<T> {\n"));
+    // The CLI's module does not track the schema file as the macro's does.
+    assert!(!module.contains("include_bytes!"));
+
+    assert!(dextlink(&["check", schema, "--rust", out_s]).status.success(), "fresh module");
+    std::fs::write(
+        &out,
+        module.replace("pub const VERSION: u32 = 1u32;", "pub const VERSION: u32 = 2u32;"),
+    )
+    .unwrap();
+    let stale = dextlink(&["check", schema, "--rust", out_s]);
+    assert_eq!(stale.status.code(), Some(1));
+    let diff = text(&stale.stdout);
+    assert!(diff.contains("+    pub const VERSION: u32 = 1u32;"), "{diff}");
+    assert!(text(&stale.stderr).contains("--rust"), "{}", text(&stale.stderr));
+    assert!(dextlink(&["check", schema, "--rust", out_s, "--write"]).status.success());
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), module);
+
+    let usage = dextlink(&["gen", schema]);
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(text(&usage.stderr).contains("--rust OUT.rs"), "{}", text(&usage.stderr));
+}

@@ -1819,7 +1819,6 @@ fn type_collides_with_generated_rust_types() {
     let run = Run::items(
         "    struct /*@*/GoOutput { a: u32 }\n    struct /*@*/GoCompleter { a: u32 }\n    0 => async fn go(a: &GoOutput, b: &GoCompleter) -> (x: u32, y: u32);",
     );
-    let run = run;
     // Two struct inputs are an error too; the collisions are what this checks.
     let _ = run.at(0, "`GoOutput` collides with the output struct", "rename");
     let _ = run.at(1, "`GoCompleter` collides with the completer", "rename");

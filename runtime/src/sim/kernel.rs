@@ -46,7 +46,7 @@ pub fn deliver(
         _ => StructureInput::Descriptor(call.struct_input),
     };
     // The output buffer goes inline (capacity ≤ 4096) or as a descriptor.
-    let (maximum, mut descriptor, mut inline) = match call.struct_output {
+    let (maximum, descriptor, mut inline) = match call.struct_output {
         StructOutput::None => (0u64, None, None),
         StructOutput::Buffer(buffer) if buffer.len() <= INBAND_MAX => {
             (buffer.len() as u64, None, Some(buffer))
@@ -72,7 +72,7 @@ pub fn deliver(
         scalar_output: &mut scalars,
         scalar_output_count: requested as u32,
         structure_output: None,
-        structure_output_descriptor: descriptor.as_deref_mut(),
+        structure_output_descriptor: descriptor,
         structure_output_maximum_size: maximum,
     };
     let status = dext(u64::from(call.selector), &mut args);

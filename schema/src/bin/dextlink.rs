@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use dextlink_schema::compat::{self, ChangeKind};
-use dextlink_schema::emit::{c_client, cpp, explain};
+use dextlink_schema::emit::{c_client, cpp, explain, rust};
 use dextlink_schema::stale::{self, Freshness, StaleError};
 use dextlink_schema::{LoadError, Schema};
 
@@ -26,7 +26,10 @@ const EXIT_IO: u8 = 4;
     name = "dextlink",
     version,
     about = "One schema of DriverKit external methods, both sides of the user-client boundary",
-    after_help = "Exit codes: 0 success, 1 check failed (stale file or breaking change), \
+    after_help = "Outputs: --cpp writes the dext's C++ header, --c-client a C11 client header, and \
+                  --rust the Rust module `dextlink::interface!` expands to (to read the generated \
+                  client; the macro generates the same module itself).\n\n\
+                  Exit codes: 0 success, 1 check failed (stale file or breaking change), \
                   2 usage error, 3 invalid schema, 4 file error."
 )]
 struct Cli {
@@ -36,7 +39,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Write the generated headers.
+    /// Write the generated headers and the Rust client module.
     Gen {
         /// The schema file.
         schema: PathBuf,
@@ -46,6 +49,10 @@ enum Command {
         /// Write the plain C11 client header here (`-` for stdout).
         #[arg(long = "c-client", value_name = "OUT.h")]
         c_client: Option<PathBuf>,
+        /// Write the Rust module that `dextlink::interface!` expands to here (`-` for stdout),
+        /// formatted, to read the generated client.
+        #[arg(long, value_name = "OUT.rs")]
+        rust: Option<PathBuf>,
     },
     /// Validate a schema; compare checked-in headers with what it generates; compare
     /// it with an older schema for breaking changes.
@@ -58,7 +65,10 @@ enum Command {
         /// Fail with a diff when this C header is not what `gen --c-client` writes.
         #[arg(long = "c-client", value_name = "FILE.h")]
         c_client: Option<PathBuf>,
-        /// Rewrite stale headers instead of failing.
+        /// Fail with a diff when this Rust module is not what `gen --rust` writes.
+        #[arg(long, value_name = "FILE.rs")]
+        rust: Option<PathBuf>,
+        /// Rewrite stale files instead of failing.
         #[arg(long)]
         write: bool,
         /// The schema already shipped: fail on changes that break an app or dext built from it.
@@ -149,18 +159,26 @@ fn cpp_header(schema: &Schema) -> String {
     cpp::emit(&schema.interface, &options)
 }
 
+/// The Rust module, as `dextlink::interface!` expands to it (without the
+/// macro's `include_bytes!` that rebuilds the crate when the schema changes).
+fn rust_module(schema: &Schema) -> String {
+    let options = rust::Options { schema_name: file_name(&schema.source().path), track_path: None };
+    rust::emit(&schema.interface, &options)
+}
+
 fn file_name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Gen { schema, cpp, c_client } => {
-            if cpp.is_none() && c_client.is_none() {
+        Command::Gen { schema, cpp, c_client, rust } => {
+            if cpp.is_none() && c_client.is_none() && rust.is_none() {
                 return Err(Failure {
                     code: 2,
                     message: Some(
-                        "error: nothing to generate\n\nhelp: add `--cpp OUT.h` (the dext header) and/or `--c-client OUT.h`"
+                        "error: nothing to generate\n\nhelp: add `--cpp OUT.h` (the dext header), \
+                         `--c-client OUT.h` and/or `--rust OUT.rs` (the Rust client module)"
                             .to_string(),
                     ),
                 });
@@ -172,21 +190,26 @@ fn run(command: Command) -> Result<(), Failure> {
             if let Some(out) = c_client {
                 write_output(&out, &c_client::emit(&schema.interface))?;
             }
+            if let Some(out) = rust {
+                write_output(&out, &rust_module(&schema))?;
+            }
             Ok(())
         }
-        Command::Check { schema, cpp, c_client, write, against } => {
+        Command::Check { schema, cpp, c_client, rust, write, against } => {
             let new = load(&schema)?;
             let mut failed = false;
             if let Some(old_path) = against {
                 let old = load(&old_path)?;
                 failed |= report_compat(&old_path, &old, &schema, &new);
             }
-            let outputs = [
-                (cpp, cpp_header(&new), "--cpp"),
-                (c_client, c_client::emit(&new.interface), "--c-client"),
-            ];
-            for (path, expected, flag) in outputs {
+            let outputs = [(cpp, "--cpp"), (c_client, "--c-client"), (rust, "--rust")];
+            for (path, flag) in outputs {
                 let Some(path) = path else { continue };
+                let expected = match flag {
+                    "--cpp" => cpp_header(&new),
+                    "--c-client" => c_client::emit(&new.interface),
+                    _ => rust_module(&new),
+                };
                 failed |= check_file(&path, &expected, &schema, flag, write)?;
             }
             if failed { Err(Failure { code: EXIT_CHECK_FAILED, message: None }) } else { Ok(()) }
