@@ -360,6 +360,20 @@ impl Interface {
         }
     }
 
+    /// Whether some bytes are not a valid value of `ty`: it holds a bool (0 or
+    /// 1 only) or an enum (declared values only), so both generated sides
+    /// check such struct contents before a handler sees them.
+    pub fn needs_validation(&self, ty: &DataType) -> bool {
+        match ty {
+            DataType::Int(_) => false,
+            DataType::Bool | DataType::Enum(_) => true,
+            DataType::Struct(i) => {
+                self.structs[*i].fields.iter().any(|f| self.needs_validation(&f.ty))
+            }
+            DataType::Array(e, _) => self.needs_validation(e),
+        }
+    }
+
     /// Size and alignment of a data type in the C layout (LP64: arm64 and x86_64).
     pub fn layout_of(&self, ty: &DataType) -> (u64, u64) {
         match ty {

@@ -530,17 +530,6 @@ impl Emitter<'_> {
 
     // ----- thunks ------------------------------------------------------------
 
-    fn needs_validation(&self, ty: &DataType) -> bool {
-        match ty {
-            DataType::Int(_) => false,
-            DataType::Bool | DataType::Enum(_) => true,
-            DataType::Struct(i) => {
-                self.iface.structs[*i].fields.iter().any(|f| self.needs_validation(&f.ty))
-            }
-            DataType::Array(e, _) => self.needs_validation(e),
-        }
-    }
-
     fn detail(&mut self) {
         self.section("Argument checking (used by the thunks below)");
         self.line("namespace detail {");
@@ -647,14 +636,14 @@ impl Emitter<'_> {
         // Validators for structs holding bools or enums: any byte pattern is a
         // valid integer, but not a valid `bool` or enum value.
         for (i, s) in self.iface.structs.iter().enumerate() {
-            if !self.needs_validation(&DataType::Struct(i)) {
+            if !self.iface.needs_validation(&DataType::Struct(i)) {
                 continue;
             }
             self.line(format!("/// Whether `bytes` hold a valid `{}`: every bool 0 or 1, every enum a declared value.", s.name));
             self.line(format!("inline bool IsValid{}(const uint8_t* bytes)", s.name));
             self.line("{");
             for f in &s.fields {
-                if self.needs_validation(&f.ty) {
+                if self.iface.needs_validation(&f.ty) {
                     self.field_check(&f.ty, &format!("bytes + {}", f.offset), "    ");
                 }
             }
@@ -803,7 +792,7 @@ impl Emitter<'_> {
             self.line("    }");
             if let StructShape::Struct(i) = a.shape {
                 let sname = self.iface.structs[i].name.clone();
-                if self.needs_validation(&DataType::Struct(i)) {
+                if self.iface.needs_validation(&DataType::Struct(i)) {
                     self.line(format!(
                         "    if (ret == kIOReturnSuccess && !detail::IsValid{sname}(inputBytes)) {{"
                     ));

@@ -9,8 +9,11 @@
 //! into tokens (`str::parse::<TokenStream>`), and `dextlink gen --rust`
 //! prints it for people to read. The text is formatted as rustfmt formats it
 //! (default configuration, edition 2024): statements and expressions are
-//! written on one line and reflowed by the small [`layout`] engine, which
-//! applies rustfmt's own rules for the constructs used here.
+//! written on one line and reflowed by the `layout` engine, which applies
+//! rustfmt's own rules for the constructs used here. rustfmt's choices depend
+//! on widths, not on names, so a statement's layout is found once per shape
+//! and reused (see `Writer::form`): a schema's methods repeat the same few
+//! statements.
 //!
 //! Generated code names the runtime as `::dextlink` and reaches zerocopy
 //! through `::dextlink::__private`, so a user depends on `dextlink` alone.
@@ -991,17 +994,6 @@ impl Emitter<'_> {
         }
     }
 
-    fn needs_validation(&self, ty: &DataType) -> bool {
-        match ty {
-            DataType::Int(_) => false,
-            DataType::Bool | DataType::Enum(_) => true,
-            DataType::Struct(i) => {
-                self.iface.structs[*i].fields.iter().any(|f| self.needs_validation(&f.ty))
-            }
-            DataType::Array(e, _) => self.needs_validation(e),
-        }
-    }
-
     /// An expression that is true when `value` (of the field's Rust type) is valid.
     fn valid_expr(&self, ty: &DataType, value: &str) -> String {
         match ty {
@@ -1025,7 +1017,7 @@ impl Emitter<'_> {
         let checks: Vec<String> = s
             .fields
             .iter()
-            .filter(|f| self.needs_validation(&f.ty))
+            .filter(|f| self.iface.needs_validation(&f.ty))
             .map(|f| self.valid_expr(&f.ty, &format!("self.{}", f.name)))
             .collect();
         let field_tys: Vec<String> = s.fields.iter().map(|f| self.field_ty(&f.ty)).collect();
@@ -2032,6 +2024,13 @@ impl Emitter<'_> {
 /// binary operators, closures, `match`), with rustfmt's width heuristics. An
 /// expression that rustfmt could not format either is left on one line, as
 /// rustfmt leaves it.
+///
+/// The functions follow rustfmt's own (`overflow.rs`, `chains.rs`,
+/// `pairs.rs`, `expr.rs`, `matches.rs`, `items.rs`), shape for shape, for
+/// block indentation only; `schema/tests/rust_output.rs` checks the result
+/// with `rustfmt --check`. Most subexpressions fit on one line, and a node
+/// that rustfmt would keep on one line (see `E::flat_ok`) is taken as it
+/// was written without the search.
 mod layout {
     use std::cell::Cell;
 
