@@ -340,9 +340,11 @@ impl Interface {
             CompletionCheck::Required => 1,
             CompletionCheck::Any => VARIABLE,
         };
-        let size_of = |arg: &Option<StructArg>| match arg.as_ref().map(|a| a.shape) {
+        // A bounded input is checked by the thunk, so DriverKit gets "don't
+        // care"; a bounded output is the capacity the client offers, exactly.
+        let structure_input_size = match method.struct_input.as_ref().map(|a| a.shape) {
             None => 0,
-            Some(StructShape::Bounded { .. }) | Some(StructShape::Variable) => VARIABLE,
+            Some(StructShape::Bounded { .. } | StructShape::Variable) => VARIABLE,
             Some(shape) => self.shape_size(shape).map_or(VARIABLE, |s| s as u32),
         };
         let structure_output_size = match method.struct_output.as_ref().map(|a| a.shape) {
@@ -354,7 +356,7 @@ impl Interface {
         DispatchChecks {
             completion_exists,
             scalar_input_count: method.scalar_inputs.len() as u32,
-            structure_input_size: size_of(&method.struct_input),
+            structure_input_size,
             scalar_output_count: method.scalar_outputs.len() as u32,
             structure_output_size,
         }
