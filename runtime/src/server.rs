@@ -47,6 +47,60 @@ pub struct MemoryInfo {
     pub read_only: bool,
 }
 
+/// The layout of one shared struct as the Rust compiler laid it out, as
+/// generated into `STRUCTS`: the values are `size_of`, `align_of` and
+/// `offset_of!` of the generated type, not numbers copied from the schema, so
+/// that comparing them with what a C++ compiler made of the header compares
+/// two compilers (`dextlink-tablecheck` does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StructLayout {
+    /// The struct's name in the schema, the Rust module and the C++ header.
+    pub name: &'static str,
+    /// `size_of` in bytes.
+    pub size: usize,
+    /// `align_of` in bytes.
+    pub align: usize,
+    /// Every field, in declaration order.
+    pub fields: &'static [FieldLayout],
+}
+
+/// One field of a [`StructLayout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldLayout {
+    /// The field's name in the C++ header (what `offsetof` names).
+    pub name: &'static str,
+    /// `offset_of!` in bytes.
+    pub offset: usize,
+    /// `size_of` of the field's Rust type in bytes (a `bool` or enum field is
+    /// stored as its integer, which has the C++ field's size).
+    pub size: usize,
+}
+
+/// Everything the generated module knows about its interface's ABI, in one
+/// value, as generated into `INTERFACE`: what a check of the compiled C++
+/// header against the Rust side needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterfaceInfo {
+    /// The interface's name in the schema, e.g. `FwLoader`.
+    pub name: &'static str,
+    /// The C++ namespace of the header, e.g. `fw_loader`.
+    pub cpp_namespace: &'static str,
+    /// The dext's C++ header, byte for byte what `dextlink gen --cpp` writes.
+    pub cpp_header: &'static str,
+    /// The schema fingerprint (`kFingerprint` in C++).
+    pub fingerprint: u64,
+    /// The schema version (`kVersion` in C++).
+    pub version: u32,
+    /// Entries in the dispatch table (`kSelectorCount` in C++).
+    pub selector_count: u32,
+    /// Dispatch metadata, sorted by selector (`METHODS`).
+    pub methods: &'static [MethodInfo],
+    /// The memory types, by id (`MEMORY_TYPES`).
+    pub memory_types: &'static [MemoryInfo],
+    /// The shared structs as the Rust compiler laid them out (`STRUCTS`).
+    pub structs: &'static [StructLayout],
+}
+
 /// The structure input as the dext receives it (driverkit-facts §3.2-5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StructureInput<'a> {

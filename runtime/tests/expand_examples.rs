@@ -43,3 +43,33 @@ fn methods_metadata_matches_the_dispatch_rules() {
     assert_eq!(by_name("read_log").checks.structure_output_size, VARIABLE);
     assert_eq!(by_name("sample").completion_values, 16);
 }
+
+/// `STRUCTS` is what rustc laid out, and it is the schema's C layout: a bool
+/// or enum field is stored as its integer, with the C++ field's size.
+#[test]
+fn struct_layouts_are_measured_by_rustc() {
+    use dextlink::server::FieldLayout;
+    let config = shapes::STRUCTS.iter().find(|s| s.name == "Config").unwrap();
+    assert_eq!((config.size, config.align), (size_of::<shapes::Config>(), 8));
+    let field = |name: &str| *config.fields.iter().find(|f| f.name == name).unwrap();
+    assert_eq!(field("corners"), FieldLayout { name: "corners", offset: 8, size: 32 });
+    assert_eq!(field("mode"), FieldLayout { name: "mode", offset: 72, size: 1 });
+    assert_eq!(field("enabled"), FieldLayout { name: "enabled", offset: 73, size: 1 });
+    assert_eq!(field("trim"), FieldLayout { name: "trim", offset: 74, size: 2 });
+    let names: Vec<&str> = fw_loader::STRUCTS.iter().map(|s| s.name).collect();
+    assert_eq!(names, ["SlotHeader", "ImageInfo", "UploadState"]);
+    assert_eq!(fw_loader::STRUCTS[0].size, fw_loader::SLOT_HEADER_SIZE as usize);
+}
+
+/// `INTERFACE` bundles the module's metadata for `dextlink-tablecheck`.
+#[test]
+fn interface_info_bundles_the_metadata() {
+    let i = fw_loader::INTERFACE;
+    assert_eq!((i.name, i.cpp_namespace), ("FwLoader", "fw_loader"));
+    assert_eq!(i.cpp_header, fw_loader::CPP_HEADER);
+    assert_eq!((i.fingerprint, i.version), (fw_loader::FINGERPRINT, fw_loader::VERSION));
+    assert_eq!(i.selector_count, fw_loader::SELECTOR_COUNT);
+    assert_eq!((i.methods, i.memory_types), (fw_loader::METHODS, fw_loader::MEMORY_TYPES));
+    assert_eq!(i.structs, fw_loader::STRUCTS);
+    assert_eq!(null_driver::INTERFACE.structs[0].fields.len(), 2);
+}

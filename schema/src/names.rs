@@ -129,6 +129,8 @@ pub const GENERATED_NAMES: &[&str] = &[
     "CPP_HEADER",
     "METHODS",
     "MEMORY_TYPES",
+    "STRUCTS",
+    "INTERFACE",
     "HANDSHAKE_SELECTOR",
     "SELECTOR_COUNT",
     "dispatch",

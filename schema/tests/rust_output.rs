@@ -144,4 +144,9 @@ fn module_items_read_as_written_by_hand() {
     assert!(text.contains("::dextlink::__private::short_reply("));
     assert!(text.contains("#[zerocopy(crate = \"::dextlink::__private::zerocopy\")]"));
     assert!(text.contains("        #[inline]\n        pub fn finish("));
+    // `STRUCTS` holds what rustc measured, not the model's numbers, so that
+    // dextlink-tablecheck compares two compilers.
+    assert!(text.contains("offset: ::core::mem::offset_of!(SlotHeader, crc32),\n"));
+    assert!(text.contains("size: ::core::mem::size_of::<SlotHeader>(),\n"));
+    assert!(text.contains("    pub const INTERFACE: ::dextlink::server::InterfaceInfo = "));
 }

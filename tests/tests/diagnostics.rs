@@ -423,6 +423,14 @@ fn generated_name_collision() {
         "`IOService` collides",
         "`IOServiceInfo`",
     );
+    // The Rust module's layout metadata, which dextlink-tablecheck reads.
+    for name in ["STRUCTS", "INTERFACE"] {
+        Run::items(&format!("    const /*@*/{name}: u32 = 1;\n    0 => fn f();")).errors(1).at(
+            0,
+            &format!("`{name}` collides"),
+            &format!("`{name}_INFO`"),
+        );
+    }
 }
 
 #[test]

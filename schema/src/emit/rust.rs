@@ -1211,6 +1211,48 @@ impl Emitter<'_> {
                 )
             })
             .collect();
+        // Measured by the Rust compiler, not copied from the model: the C++
+        // header asserts the model's numbers, and a check of the compiled
+        // header (`dextlink-tablecheck`) compares what both compilers made.
+        let structs: Vec<String> = iface
+            .structs
+            .iter()
+            .map(|s| {
+                let fields: Vec<String> = s
+                    .fields
+                    .iter()
+                    .map(|f| {
+                        // Field names are the same in Rust and C++: the
+                        // checker refuses keywords of either language.
+                        format!(
+                            "::dextlink::server::FieldLayout {{ name: {}, \
+                             offset: ::core::mem::offset_of!({}, {}), \
+                             size: ::core::mem::size_of::<{}>() }}",
+                            lit(&f.name),
+                            s.name,
+                            f.name,
+                            self.field_ty(&f.ty)
+                        )
+                    })
+                    .collect();
+                format!(
+                    "::dextlink::server::StructLayout {{ name: {}, \
+                     size: ::core::mem::size_of::<{1}>(), align: ::core::mem::align_of::<{1}>(), \
+                     fields: &[{2}] }}",
+                    lit(&s.name),
+                    s.name,
+                    fields.join(", ")
+                )
+            })
+            .collect();
+        let interface = format!(
+            "::dextlink::server::InterfaceInfo {{ name: {}, cpp_namespace: {}, \
+             cpp_header: CPP_HEADER, fingerprint: FINGERPRINT, version: VERSION, \
+             selector_count: SELECTOR_COUNT, methods: METHODS, memory_types: MEMORY_TYPES, \
+             structs: STRUCTS }}",
+            lit(&iface.name),
+            lit(&snake(&iface.name))
+        );
         let w = &mut self.w;
         w.doc("Dispatch metadata: the same check values as the C++ `kDispatchTable`");
         w.doc("(zero for `#[unchecked]` methods), sorted by selector.");
@@ -1218,6 +1260,14 @@ impl Emitter<'_> {
         w.blank();
         w.doc("The memory types the dext provides, by id.");
         w.array("pub const MEMORY_TYPES: &[::dextlink::server::MemoryInfo]", &memories);
+        w.blank();
+        w.doc("The shared structs' size, alignment and field offsets and sizes, as the Rust");
+        w.doc("compiler laid them out (C++ field names), in schema order.");
+        w.array("pub const STRUCTS: &[::dextlink::server::StructLayout]", &structs);
+        w.blank();
+        w.doc("This interface's ABI in one value: what `dextlink_tablecheck::verify`");
+        w.doc("compares with the compiled C++ header.");
+        w.item("pub const INTERFACE: ::dextlink::server::InterfaceInfo", &interface);
         w.blank();
     }
 
