@@ -13,11 +13,13 @@
 
 pub mod completion;
 mod error;
+pub mod image;
 mod io_return;
 #[cfg(target_vendor = "apple")]
 pub mod iokit;
 pub mod mapping;
 pub mod server;
+#[cfg(unix)]
 pub mod sim;
 mod transport;
 

@@ -12,7 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use dextlink::server::{Arguments, StructureInput, VARIABLE};
-use dextlink::sim::{Dext, InProcess, SharedMemory};
+use dextlink::sim::{ClientMemory, InProcess, SharedMemory, Simulator, UserClient};
 use dextlink::{Call, CallError, Error, IoReturn, Pending, Reply, StructOutput, Transport};
 
 dextlink::interface!("../tests/schemas/shapes.dextlink");
@@ -348,7 +348,7 @@ impl ShapesDext {
     }
 }
 
-impl Dext for ShapesDext {
+impl UserClient for ShapesDext {
     fn external_method(&mut self, selector: u64, arguments: &mut Arguments<'_>) -> IoReturn {
         self.seen.push(Seen {
             selector,
@@ -377,17 +377,15 @@ impl Dext for ShapesDext {
     }
 
     /// The same descriptor for a type on every call (driverkit-facts §5.1).
-    fn copy_client_memory(
-        &mut self,
-        memory_type: u64,
-    ) -> Result<(Arc<SharedMemory>, bool), IoReturn> {
+    fn copy_client_memory(&mut self, memory_type: u64) -> Result<ClientMemory, IoReturn> {
         self.copies.push(memory_type);
-        match memory_type {
-            1 => Ok((Arc::clone(&self.counters), true)),
-            2 if self.scratch_is_counters => Ok((Arc::clone(&self.counters), false)),
-            2 => Ok((Arc::clone(&self.scratch), self.scratch_read_only)),
-            _ => Err(IoReturn::BAD_ARGUMENT),
-        }
+        let (memory, read_only) = match memory_type {
+            1 => (&self.counters, true),
+            2 if self.scratch_is_counters => (&self.counters, false),
+            2 => (&self.scratch, self.scratch_read_only),
+            _ => return Err(IoReturn::BAD_ARGUMENT),
+        };
+        Ok(ClientMemory { memory: Arc::clone(memory), read_only })
     }
 }
 
@@ -530,7 +528,7 @@ fn connect_runs_the_handshake_and_no_handler() {
 #[derive(Debug)]
 struct Silent;
 
-impl Dext for Silent {
+impl UserClient for Silent {
     fn external_method(&mut self, _: u64, _: &mut Arguments<'_>) -> IoReturn {
         IoReturn::UNSUPPORTED
     }
@@ -1559,10 +1557,10 @@ fn dropping_the_connection_ends_outstanding_completions() {
     drop(client);
     assert_eq!(pending.wait_timeout(Duration::from_millis(200)), Err(Error::Disconnected));
 
-    // A dext shared by two connections: the one that goes away ends its calls.
-    let first = connect();
-    let second: Client =
-        shapes::Shapes::connect(InProcess::connect(first.transport().dext_handle())).unwrap();
+    // A dext with two connections: the one that goes away ends its calls.
+    let simulator = Simulator::new("Shapes", |_| Ok(ShapesDext::new()));
+    let first: Client = shapes::Shapes::connect(simulator.open().unwrap()).unwrap();
+    let second: Client = shapes::Shapes::connect(simulator.open().unwrap()).unwrap();
     let mut pending = first.measure(1).unwrap();
     drop(first);
     assert_eq!(pending.wait_timeout(Duration::from_millis(200)), Err(Error::Disconnected));

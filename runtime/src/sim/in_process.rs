@@ -1,29 +1,48 @@
-//! A transport that runs a [`Dext`] in this process.
+//! A transport to a user client running in this process, on a thread of its own.
 
 use std::collections::HashMap;
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
-use super::{Dext, SharedMemory, kernel};
+use super::host::{self, CallRequest, CallResponse};
+use super::memory::ClientMap;
+use super::{ClientMemory, UserClient};
 use crate::server::AsyncCompletion;
 use crate::{Call, CallError, CompletionSlot, Error, IoReturn, RawMapping, Reply, Transport};
 
-/// One user client of a dext running in this process. Calls are serialised
-/// as on DriverKit's ExternalMethod queue (driverkit-facts §2.2-11); several
-/// `InProcess` transports may share one dext through [`InProcess::connect`].
+/// One user client of a dext running in this process.
 ///
-/// Dropping the transport is closing the connection: every completion still
-/// outstanding ends with [`Error::Disconnected`], and later completions from
-/// the dext are no-ops (driverkit-facts §4.3-5).
-pub struct InProcess<D> {
-    dext: Arc<Mutex<D>>,
+/// The user client runs on a thread of its own, its `ExternalMethod` queue:
+/// calls are copied in, run there one at a time (driverkit-facts §2.2-11)
+/// and copied back, as the kernel does between an app and a dext. Clients
+/// opened through one [`Simulator`](super::Simulator) share its driver and
+/// run side by side.
+///
+/// Dropping the transport is closing the connection: the user client is
+/// stopped, every completion still outstanding ends with
+/// [`Error::Disconnected`], and later completions from the dext are no-ops
+/// (driverkit-facts §4.3-5).
+pub struct InProcess<U> {
+    user_client: Arc<Mutex<U>>,
+    /// The queue of the user client's thread; `None` once closed.
+    queue: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
     /// Completions of this client's async calls that may still arrive.
     outstanding: Mutex<Vec<CompletionSlot>>,
-    /// Live mappings by address, each holding its memory alive, with a count
-    /// for a type mapped more than once.
-    mapped: Mutex<HashMap<usize, (Arc<SharedMemory>, usize)>>,
+    /// This client's mappings by address, with a count for a type mapped
+    /// more than once (`IOConnectMapMemory64` returns the same mapping).
+    mapped: Mutex<HashMap<usize, (ClientMap, usize)>>,
 }
 
-impl<D> std::fmt::Debug for InProcess<D> {
+/// A call for the user client's thread, and where its answer goes.
+struct Job {
+    request: CallRequest,
+    completion: Option<AsyncCompletion>,
+    reply: mpsc::SyncSender<CallResponse>,
+}
+
+impl<U> std::fmt::Debug for InProcess<U> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InProcess").finish_non_exhaustive()
     }
@@ -31,34 +50,48 @@ impl<D> std::fmt::Debug for InProcess<D> {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section here leaves its data consistent, so a panic
-    // elsewhere does not make it unusable.
+    // elsewhere (a dext model that panicked) does not make it unusable.
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl<D: Dext> InProcess<D> {
-    /// A user client of a new dext.
-    pub fn new(dext: D) -> InProcess<D> {
-        InProcess::connect(Arc::new(Mutex::new(dext)))
+impl<U: UserClient> InProcess<U> {
+    /// Runs `user_client` as the only client of its dext.
+    pub fn new(user_client: U) -> InProcess<U> {
+        let user_client = Arc::new(Mutex::new(user_client));
+        let (queue, jobs) = mpsc::channel::<Job>();
+        let on_thread = Arc::clone(&user_client);
+        let thread = std::thread::Builder::new()
+            .name("dext user client".to_string())
+            .spawn(move || {
+                for job in jobs {
+                    let mut guard = lock(&on_thread);
+                    let response = host::execute(&mut *guard, job.request, job.completion);
+                    drop(guard);
+                    // The caller may be gone (it panicked); nothing to do then.
+                    let _ = job.reply.send(response);
+                }
+                lock(&on_thread).stop();
+            })
+            .ok();
+        InProcess {
+            user_client,
+            queue: thread.is_some().then_some(queue),
+            thread,
+            outstanding: Mutex::new(Vec::new()),
+            mapped: Mutex::new(HashMap::new()),
+        }
     }
 
-    /// Another user client of a dext already running.
-    pub fn connect(dext: Arc<Mutex<D>>) -> InProcess<D> {
-        InProcess { dext, outstanding: Mutex::new(Vec::new()), mapped: Mutex::new(HashMap::new()) }
-    }
-
-    /// The dext, for tests that look at its state.
-    pub fn dext(&self) -> MutexGuard<'_, D> {
-        lock(&self.dext)
-    }
-
-    /// The shared handle to the dext, to connect more clients.
-    pub fn dext_handle(&self) -> Arc<Mutex<D>> {
-        Arc::clone(&self.dext)
+    /// The user client, for tests that look at its state. Holding the guard
+    /// keeps the user client from running calls.
+    pub fn dext(&self) -> MutexGuard<'_, U> {
+        lock(&self.user_client)
     }
 }
 
-impl<D: Dext> Transport for InProcess<D> {
+impl<U: UserClient> Transport for InProcess<U> {
     fn call(&self, mut call: Call<'_>) -> Result<Reply, CallError> {
+        let queue = self.queue.as_ref().ok_or(CallError::Transport(Error::Disconnected))?;
         let completion = call.completion.take().map(|slot| {
             let mut outstanding = lock(&self.outstanding);
             outstanding.retain(|s| !s.is_finished() && !s.is_abandoned());
@@ -67,38 +100,63 @@ impl<D: Dext> Transport for InProcess<D> {
                 slot.complete(status, values)
             })
         });
-        let mut dext = self.dext();
-        kernel::deliver(call, completion, |selector, args| dext.external_method(selector, args))
+        let (reply, response) = mpsc::sync_channel(1);
+        let job = Job { request: CallRequest::from_call(&call), completion, reply };
+        // A closed queue or a dropped reply means the user client's thread
+        // is gone (its model panicked): the dext died under the client.
+        queue.send(job).map_err(|_| CallError::Transport(Error::Disconnected))?;
+        let response = response.recv().map_err(|_| CallError::Transport(Error::Disconnected))?;
+        response.apply(call)
     }
 
     fn map_memory(&self, memory_type: u32) -> Result<RawMapping, Error> {
-        let (memory, read_only) =
-            self.dext().copy_client_memory(u64::from(memory_type)).map_err(|code| {
-                Error::Memory {
-                    memory_type,
-                    detail: format!("CopyClientMemoryForType failed: {code}"),
-                }
+        // `CopyClientMemoryForType` runs under the same lock as the calls:
+        // it too is serialised with the user client's other work.
+        let ClientMemory { memory, read_only } = self
+            .dext()
+            .copy_client_memory(u64::from(memory_type))
+            .map_err(|code| Error::Memory {
+                memory_type,
+                detail: format!("CopyClientMemoryForType failed: {code}"),
             })?;
-        let raw = RawMapping { address: memory.as_ptr(), len: memory.len(), read_only };
-        lock(&self.mapped).entry(raw.address.as_ptr() as usize).or_insert((memory, 0)).1 += 1;
+        let mut mapped = lock(&self.mapped);
+        // The same descriptor mapped again is the same mapping.
+        let existing = mapped.values_mut().find(|(map, _)| map.source == memory.identity());
+        if let Some((map, count)) = existing {
+            *count += 1;
+            return Ok(map.raw());
+        }
+        let map = memory.map_for_client(read_only).map_err(|error| Error::Memory {
+            memory_type,
+            detail: format!("mapping failed: {error}"),
+        })?;
+        let raw = map.raw();
+        mapped.insert(raw.address.as_ptr() as usize, (map, 1));
         Ok(raw)
     }
 
-    fn unmap_memory(&self, _memory_type: u32, mapping: &RawMapping) -> Result<(), Error> {
+    fn unmap_memory(&self, memory_type: u32, mapping: &RawMapping) -> Result<(), Error> {
         let mut mapped = lock(&self.mapped);
         let key = mapping.address.as_ptr() as usize;
-        if let Some((_, count)) = mapped.get_mut(&key) {
-            *count -= 1;
-            if *count == 0 {
-                mapped.remove(&key);
-            }
+        let Some((_, count)) = mapped.get_mut(&key) else {
+            // `IOConnectUnmapMemory64` of an address that is not mapped.
+            return Err(Error::Memory { memory_type, detail: "not mapped".to_string() });
+        };
+        *count -= 1;
+        if *count == 0 {
+            mapped.remove(&key);
         }
         Ok(())
     }
 }
 
-impl<D> Drop for InProcess<D> {
+impl<U> Drop for InProcess<U> {
     fn drop(&mut self) {
+        // Closing the queue ends the thread, which stops the user client.
+        self.queue = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
         for slot in lock(&self.outstanding).drain(..) {
             slot.fail(Error::Disconnected);
         }

@@ -1,57 +1,70 @@
 //! Memory a simulated dext shares with its clients.
+//!
+//! A [`SharedMemory`] is a memfd (an anonymous file) mapped into the dext
+//! model, as an `IOBufferMemoryDescriptor` is memory the dext owns. A client
+//! maps the same file again — in this process, or in another one after the
+//! descriptor travelled over the socket — so both sides see one set of pages,
+//! as `IOConnectMapMemory64` gives (driverkit-facts §5.2-3). A read-only
+//! memory type is mapped `PROT_READ` in the client, so a write there faults
+//! as it would on a Mac (`kIOUserClientMemoryReadOnly` → `kIOMapReadOnly`, §5.1).
 
-use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::ptr::NonNull;
 
-/// A zeroed, page-aligned buffer, like an `IOBufferMemoryDescriptor`
-/// (driverkit-facts §5.7: its length starts at its capacity).
+use memmap2::{MmapOptions, MmapRaw};
+
+/// A zeroed, page-aligned buffer shared through a file descriptor, like an
+/// `IOBufferMemoryDescriptor` (driverkit-facts §5.7: its length starts at
+/// its capacity).
 #[derive(Debug)]
 pub struct SharedMemory {
-    ptr: NonNull<u8>,
-    len: usize,
+    file: File,
+    /// The dext's own read-write view.
+    map: MmapRaw,
 }
 
-const PAGE: usize = 4096;
-
-// SAFETY: the buffer is plain memory owned by this value; access goes through
-// raw pointers whose users (the dext model and client mappings) coordinate
-// as the schema's protocol says, exactly as with memory shared across processes.
-unsafe impl Send for SharedMemory {}
-// SAFETY: as above.
-unsafe impl Sync for SharedMemory {}
-
 impl SharedMemory {
-    /// Allocates `len` zeroed bytes; `None` if `len` is 0 or allocation fails
-    /// (`kIOReturnNoMemory` for the caller).
-    pub fn new(len: usize) -> Option<SharedMemory> {
-        let layout = Layout::from_size_align(len, PAGE).ok().filter(|l| l.size() > 0)?;
-        // SAFETY: the layout has a non-zero size.
-        let ptr = NonNull::new(unsafe { alloc_zeroed(layout) })?;
-        Some(SharedMemory { ptr, len })
+    /// Allocates `len` zeroed bytes. Fails for a length of 0, as
+    /// `IOBufferMemoryDescriptor::Create` with no capacity does.
+    pub fn new(len: usize) -> io::Result<SharedMemory> {
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "shared memory of 0 bytes"));
+        }
+        let file = anonymous_file()?;
+        file.set_len(len as u64)?;
+        let map = MmapOptions::new().len(len).map_raw(&file)?;
+        Ok(SharedMemory { file, map })
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.map.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.map.len() == 0
     }
 
+    /// The dext's view of the memory.
     pub fn as_ptr(&self) -> NonNull<u8> {
-        self.ptr
+        // A successful mmap never returns null.
+        NonNull::new(self.map.as_mut_ptr()).expect("mmap returned null")
     }
 
     /// Copies `bytes` in at `offset` (for dext models); false if out of bounds.
     pub fn write(&self, offset: usize, bytes: &[u8]) -> bool {
         match offset.checked_add(bytes.len()) {
-            Some(end) if end <= self.len => {
-                // SAFETY: `offset..end` lies inside the allocation; a byte copy
-                // has no alignment requirement.
+            Some(end) if end <= self.len() => {
+                // SAFETY: `offset..end` lies inside the mapping, which lives as
+                // long as `self`; a byte copy has no alignment requirement.
+                // Clients may touch the same bytes concurrently, as with any
+                // memory shared across processes; the schema's protocol
+                // decides who writes when.
                 unsafe {
                     std::ptr::copy_nonoverlapping(
                         bytes.as_ptr(),
-                        self.ptr.as_ptr().add(offset),
+                        self.map.as_mut_ptr().add(offset),
                         bytes.len(),
                     )
                 };
@@ -63,23 +76,98 @@ impl SharedMemory {
 
     /// Copies `len` bytes out from `offset`; `None` if out of bounds.
     pub fn read(&self, offset: usize, len: usize) -> Option<Vec<u8>> {
-        let end = offset.checked_add(len).filter(|end| *end <= self.len)?;
-        let mut out = vec![0; end - offset];
-        // SAFETY: `offset..end` lies inside the allocation.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.ptr.as_ptr().add(offset),
-                out.as_mut_ptr(),
-                out.len(),
-            )
-        };
-        Some(out)
+        let mut out = vec![0; len];
+        self.read_into(offset, &mut out).then_some(out)
+    }
+
+    /// Copies bytes out from `offset` into `out`; false if out of bounds.
+    pub fn read_into(&self, offset: usize, out: &mut [u8]) -> bool {
+        match offset.checked_add(out.len()) {
+            Some(end) if end <= self.len() => {
+                // SAFETY: `offset..end` lies inside the mapping (see `write`).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        self.map.as_ptr().add(offset),
+                        out.as_mut_ptr(),
+                        out.len(),
+                    )
+                };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The file descriptor behind the memory, to pass to another process.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// Maps the memory again, as a client does.
+    pub(crate) fn map_for_client(&self, read_only: bool) -> io::Result<ClientMap> {
+        ClientMap::new(&self.file, self.len(), read_only, self.identity())
+    }
+
+    /// What names this memory across processes: its address in the dext.
+    pub(crate) fn identity(&self) -> u64 {
+        self.map.as_ptr() as u64
     }
 }
 
-impl Drop for SharedMemory {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with exactly this layout.
-        unsafe { dealloc(self.ptr.as_ptr(), Layout::from_size_align_unchecked(self.len, PAGE)) };
+/// A client's own mapping of shared memory; unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct ClientMap {
+    map: MmapRaw,
+    read_only: bool,
+    /// The [`SharedMemory::identity`] of the memory mapped: mapping one
+    /// descriptor twice gives the existing mapping, as IOKit does without
+    /// `kIOMapUnique`.
+    pub(crate) source: u64,
+}
+
+impl ClientMap {
+    /// Maps `len` bytes of `file`, `PROT_READ` only if `read_only`.
+    pub(crate) fn new(
+        file: &impl AsFd,
+        len: usize,
+        read_only: bool,
+        source: u64,
+    ) -> io::Result<ClientMap> {
+        let fd = file.as_fd().as_raw_fd();
+        let mut options = MmapOptions::new();
+        options.len(len);
+        let map = if read_only { options.map_raw_read_only(fd)? } else { options.map_raw(fd)? };
+        Ok(ClientMap { map, read_only, source })
     }
+
+    pub(crate) fn raw(&self) -> crate::RawMapping {
+        crate::RawMapping {
+            address: NonNull::new(self.map.as_mut_ptr()).expect("mmap returned null"),
+            len: self.map.len(),
+            read_only: self.read_only,
+        }
+    }
+}
+
+/// A file with no name, to back shared memory.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn anonymous_file() -> io::Result<File> {
+    use rustix::fs::{MemfdFlags, memfd_create};
+    Ok(File::from(memfd_create("dextlink-shared-memory", MemfdFlags::CLOEXEC)?))
+}
+
+/// A file with no name, to back shared memory: where there is no memfd, a
+/// temporary file unlinked at once.
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn anonymous_file() -> io::Result<File> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "dextlink-shm-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
 }
