@@ -1,0 +1,18 @@
+//! Apple's NullDriver sample ("Communicating between a DriverKit extension
+//! and a client app"), ported to dextlink: the schema (`null_driver.dextlink`),
+//! the dext's C++ user client written against the generated header
+//! (`dext/`), the same dext modelled in Rust for the simulator ([`dext`]),
+//! and a client that presses each button of the sample app
+//! (`src/bin/nulldriver-client.rs`).
+
+dextlink::interface!("null_driver.dextlink");
+
+pub mod dext;
+
+pub use null_driver::{DataStruct, NullDriver};
+
+/// The sample's `OversizedDataStruct`: a `DataStruct` followed by 511 more
+/// words, 4104 bytes — over the 4096 bytes that travel inline, so the
+/// "Large Struct" buttons send and receive it through memory descriptors
+/// (driverkit-facts §3.1-1, §3.2-5).
+pub const OVERSIZED_LEN: usize = 16 + 511 * 8;
