@@ -9,7 +9,7 @@ dextlink::interface!("null_driver.dextlink");
 
 pub mod dext;
 
-pub use null_driver::{DataStruct, NullDriver};
+pub use crate::null_driver::{DataStruct, NullDriver};
 
 /// The sample's `OversizedDataStruct`: a `DataStruct` followed by 511 more
 /// words, 4104 bytes — over the 4096 bytes that travel inline, so the
