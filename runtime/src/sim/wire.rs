@@ -136,12 +136,7 @@ pub(crate) fn read_frame(stream: &UnixStream) -> io::Result<Option<Frame>> {
     let mut fds = Vec::new();
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
-    let received = recvmsg(
-        stream,
-        &mut [IoSliceMut::new(&mut header)],
-        &mut control,
-        RECV_FLAGS,
-    )?;
+    let received = recvmsg(stream, &mut [IoSliceMut::new(&mut header)], &mut control, RECV_FLAGS)?;
     for message in control.drain() {
         if let RecvAncillaryMessage::ScmRights(received) = message {
             fds.extend(received);
