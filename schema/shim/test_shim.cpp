@@ -1107,6 +1107,160 @@ testCopyClientMemory(TestUserClient *uc)
 	plain->release();
 }
 
+// ---------------------------------------------------------------------------
+// [runtime] queues, timers, action cancel/invoke, Start/Stop, clocks
+// ---------------------------------------------------------------------------
+
+static int      g_cancelHandlerCalls = 0;
+static int      g_timerCalls = 0;
+static uint64_t g_timerTime = 0;
+static OSObject *g_timerTarget = nullptr;
+
+static void
+countCancel()
+{
+	g_cancelHandlerCalls++;
+}
+
+static void
+onTimer(OSObject *target, OSAction *action, const uint64_t *args, uint32_t count)
+{
+	(void)action;
+	g_timerCalls++;
+	g_timerTarget = target;
+	g_timerTime = count >= 1 ? args[0] : 0;
+}
+
+class LifecycleService : public IOService {
+public:
+	int startCalls = 0;
+	int stopCalls = 0;
+	kern_return_t superStart = kIOReturnError;
+	kern_return_t superStop = kIOReturnError;
+
+protected:
+	kern_return_t
+	Start_Impl(IOService *provider) override
+	{
+		startCalls++;
+		superStart = Start(provider, SUPERDISPATCH);   // IOService's own, not this again
+		return kIOReturnSuccess;
+	}
+	kern_return_t
+	Stop_Impl(IOService *provider) override
+	{
+		stopCalls++;
+		superStop = Stop(provider, SUPERDISPATCH);
+		return kIOReturnSuccess;
+	}
+};
+
+static void
+testRuntime()
+{
+	// clock_gettime_nsec_np: non-zero, monotonic.
+	uint64_t t0 = clock_gettime_nsec_np(CLOCK_MONOTONIC_RAW);
+	uint64_t t1 = clock_gettime_nsec_np(CLOCK_MONOTONIC_RAW);
+	CHECK(t0 != 0);
+	CHECK(t1 >= t0);
+	CHECK_EQ(kIOTimerClockMonotonicRaw, 0x84);
+
+	// Start/Stop route to the most derived _Impl; SUPERDISPATCH to IOService's.
+	LifecycleService *svc = new LifecycleService();
+	CHECK_EQ(svc->Start(nullptr), kIOReturnSuccess);
+	CHECK_EQ(svc->startCalls, 1);
+	CHECK_EQ(svc->superStart, kIOReturnSuccess);
+	CHECK_EQ(svc->Stop(nullptr), kIOReturnSuccess);
+	CHECK_EQ(svc->stopCalls, 1);
+	CHECK_EQ(svc->superStop, kIOReturnSuccess);
+
+	// CopyDispatchQueue: the default queue, retained, the same each time.
+	IODispatchQueue *q1 = nullptr;
+	IODispatchQueue *q2 = nullptr;
+	CHECK_EQ(svc->CopyDispatchQueue(kIOServiceDefaultQueueName, &q1), kIOReturnSuccess);
+	CHECK_EQ(svc->CopyDispatchQueue(kIOServiceDefaultQueueName, &q2), kIOReturnSuccess);
+	CHECK(q1 != nullptr && q1 == q2);
+	CHECK(q1 != nullptr && strcmp(q1->GetName(), "Default") == 0);
+	CHECK_EQ(q1->getRetainCount(), 3);
+	IODispatchQueue *none = q1;
+	CHECK_EQ(svc->CopyDispatchQueue("Other", &none), kIOReturnNotFound);
+	CHECK(none == nullptr);
+	OSSafeReleaseNULL(q2);
+
+	// IODispatchQueue::Create / Cancel.
+	IODispatchQueue *q = nullptr;
+	CHECK_EQ(IODispatchQueue::Create("NullDriverQueue", 0, 0, &q), kIOReturnSuccess);
+	CHECK(q != nullptr && strcmp(q->GetName(), "NullDriverQueue") == 0);
+	CHECK(!q->IsCancelled());
+
+	// Timer: Create retains the queue.
+	IOTimerDispatchSource *timer = nullptr;
+	CHECK_EQ(IOTimerDispatchSource::Create(nullptr, &timer), kIOReturnBadArgument);
+	CHECK(timer == nullptr);
+	CHECK_EQ(IOTimerDispatchSource::Create(q, &timer), kIOReturnSuccess);
+	CHECK_EQ(q->getRetainCount(), 2);
+	CHECK(!timer->IsArmed());
+	CHECK(!timer->Fire());   // not armed, no handler
+
+	// An action aimed at svc, with a handler (what iig's CreateAction<Method> wires).
+	OSAction *action = nullptr;
+	CHECK_EQ(OSAction::Create(svc, 1, 2, 16, &action), kIOReturnSuccess);
+	action->ShimSetHandler(onTimer);
+	CHECK_EQ(svc->getRetainCount(), 2);   // the action holds its target
+	CHECK_EQ(timer->SetHandler(action), kIOReturnSuccess);
+	CHECK_EQ(action->getRetainCount(), 2);
+	CHECK(timer->GetHandler() == action);
+
+	CHECK_EQ(timer->WakeAtTime(0x1234, 10, 1), kIOReturnBadArgument);
+	CHECK(!timer->IsArmed());
+	CHECK_EQ(timer->WakeAtTime(kIOTimerClockMonotonicRaw, 100, 7), kIOReturnSuccess);
+	CHECK_EQ(timer->WakeAtTime(kIOTimerClockMonotonicRaw, 200, 9), kIOReturnSuccess);   // replaces
+	CHECK(timer->IsArmed());
+	CHECK_EQ(timer->GetClock(), kIOTimerClockMonotonicRaw);
+	CHECK_EQ(timer->GetDeadline(), 200);
+	CHECK_EQ(timer->GetLeeway(), 9);
+	CHECK_EQ(timer->GetWakeCount(), 2);
+	CHECK(timer->Fire());
+	CHECK_EQ(g_timerCalls, 1);   // once: the first deadline was replaced
+	CHECK_EQ(g_timerTime, 200);
+	CHECK(g_timerTarget == svc);
+	CHECK(!timer->IsArmed());
+	CHECK(!timer->Fire());       // one shot
+	CHECK_EQ(g_timerCalls, 1);
+
+	// A cancelled action delivers nothing and lets go of its target.
+	CHECK_EQ(timer->WakeAtTime(kIOTimerClockUptimeRaw, 300, 0), kIOReturnSuccess);
+	CHECK_EQ(action->Cancel(countCancel), kIOReturnSuccess);
+	CHECK(action->IsCancelled());
+	CHECK_EQ(g_cancelHandlerCalls, 1);
+	CHECK_EQ(svc->getRetainCount(), 1);
+	CHECK(!timer->Fire());
+	CHECK_EQ(g_timerCalls, 1);
+	CHECK_EQ(action->Cancel(nullptr), kIOReturnSuccess);   // again: harmless
+
+	// Timer Cancel: disarms, releases the handler, refuses new deadlines.
+	CHECK_EQ(timer->WakeAtTime(kIOTimerClockUptimeRaw, 400, 0), kIOReturnSuccess);
+	CHECK_EQ(timer->Cancel(countCancel), kIOReturnSuccess);
+	CHECK_EQ(g_cancelHandlerCalls, 2);
+	CHECK(timer->IsCancelled());
+	CHECK(!timer->IsArmed());
+	CHECK(timer->GetHandler() == nullptr);
+	CHECK_EQ(action->getRetainCount(), 1);
+	CHECK_EQ(timer->WakeAtTime(kIOTimerClockUptimeRaw, 500, 0), kIOReturnNotReady);
+	CHECK_EQ(timer->SetHandler(action), kIOReturnNotReady);
+	CHECK_EQ(q->Cancel(countCancel), kIOReturnSuccess);
+	CHECK(q->IsCancelled());
+	CHECK_EQ(g_cancelHandlerCalls, 3);
+
+	OSSafeReleaseNULL(action);
+	OSSafeReleaseNULL(timer);
+	CHECK_EQ(q->getRetainCount(), 1);
+	OSSafeReleaseNULL(q);
+	OSSafeReleaseNULL(q1);
+	CHECK_EQ(svc->getRetainCount(), 1);
+	svc->release();   // frees the default queue too (ASan/valgrind would see a leak)
+}
+
 int
 main()
 {
@@ -1120,6 +1274,7 @@ main()
 	testBufferMemoryDescriptor();
 	testRefcountAndOSData();
 	testCopyClientMemory(uc);
+	testRuntime();
 	CHECK_EQ(uc->getRetainCount(), 1);
 	uc->release();
 

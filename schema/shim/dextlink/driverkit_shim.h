@@ -7,7 +7,16 @@
  *     <DriverKit/IOReturn.h>, <DriverKit/OSObject.h>, <DriverKit/OSData.h>,
  *     <DriverKit/OSAction.h>, <DriverKit/IOMemoryDescriptor.h>,
  *     <DriverKit/IOMemoryMap.h>, <DriverKit/IOBufferMemoryDescriptor.h>,
- *     <DriverKit/IOService.h>, <DriverKit/IOUserClient.h>, <DriverKit/IOLib.h>.
+ *     <DriverKit/IOService.h>, <DriverKit/IOUserClient.h>, <DriverKit/IOLib.h>,
+ *   and, for dexts shaped like Apple's NullDriver sample, a single-threaded
+ *   model of <DriverKit/IODispatchQueue.h>, <DriverKit/IODispatchSource.h>,
+ *   <DriverKit/IOTimerDispatchSource.h>, OSAction::Cancel,
+ *   IOService::Start/Stop/CopyDispatchQueue and clock_gettime_nsec_np
+ *   (everything tagged "[runtime]" below).  The facts sheet does not cover
+ *   these: their declarations follow Apple's public DriverKit headers (the
+ *   iig output of OSObject.iig, OSAction.iig, IOService.iig,
+ *   IODispatchQueue.iig, IODispatchSource.iig, IOTimerDispatchSource.iig),
+ *   cited as "DriverKit <header>".
  *   Dext C++ written against those headers (and the tables dextlink
  *   generates) compiles and RUNS on Linux with g++/clang++ -std=c++17.
  *   Generated headers select it with
@@ -37,11 +46,14 @@
  *     map address is the backing address plus the offset.
  *   - No dispatch queues: calls run on the caller's thread.  Real DriverKit
  *     serialises ExternalMethod on one queue (§2.2-11); tests that use
- *     threads must serialise themselves.
+ *     threads must serialise themselves.  IODispatchQueue objects exist but
+ *     run nothing; an IOTimerDispatchSource fires only when a test calls its
+ *     Fire(); cancellation completes before Cancel() returns.
  *   - AsyncCompletion() does not send a Mach message; the default
  *     implementation records the completion in public fields of IOUserClient.
  *   - Objects are plain C++ objects: no OSMetaClass, no ivars, no iig
- *     _Impl/_Invoke split.  OSDynamicCast is dynamic_cast.
+ *     _Impl/_Invoke split (IOService's Start_Impl/Stop_Impl are plain
+ *     virtuals).  OSDynamicCast is dynamic_cast.
  *   - Only the API listed in the public API comment below exists.
  *
  * ODR: every function is inline (or a member defined in-class / declared
@@ -57,6 +69,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <stdarg.h>
+#include <time.h>
 #include <new>
 #include <atomic>
 
@@ -205,9 +218,17 @@ static_assert(kIOUSBTransactionTimeout == iokit_usb_err(0x51), "driverkit-facts 
 #if defined(DEXTLINK_SHIM_IIG_KERNEL_ANNOTATION) && !defined(KERNEL)
 #define KERNEL
 #endif
-// Not provided: SUPERDISPATCH (an iig RPC marker with no meaning without
-// iig) and IMPL(cls, name) (expands to the iig-generated cls::name##_Impl,
-// which only exists with iig output).
+// IMPL / DEFN: as DriverKit's OSObject.h (iig output) defines them.  They
+// expand to `cls::name##_Impl(cls##_##name##_Args)`; the `_Args` macro and the
+// `_Impl` member come from the class's iig output, which a dext compiled
+// against the shim supplies by hand (see the NullDriver example's
+// dext/shim/NullDriverUserClient.h).
+#ifndef DEFN
+#define DEFN(classname, name) name ## _Impl(classname ## _ ## name ## _Args)
+#endif
+#ifndef IMPL
+#define IMPL(classname, name) classname :: DEFN(classname, name)
+#endif
 
 namespace dextlink_shim {
 template <typename T, typename U>
@@ -378,9 +399,92 @@ class IOMemoryMap;
 class IOBufferMemoryDescriptor;
 class IOService;
 class IOUserClient;
+class IODispatchQueue;
+class IODispatchSource;
+class IOTimerDispatchSource;
 namespace dextlink_shim {
 class CallBuilder;
 }
+
+// ---- [runtime] iig dispatch, queue names, cancel handlers, clocks ----------
+
+// DriverKit OSObject.h declares
+//     typedef kern_return_t (*OSDispatchMethod)(OSMetaClassBase *self, const IORPC rpc);
+//     #define SUPERDISPATCH ((OSDispatchMethod)&super::_Dispatch)
+// and iig gives every method a trailing `OSDispatchMethod supermethod = NULL`
+// parameter: `Start(provider, SUPERDISPATCH)` inside Start_Impl runs the
+// superclass' implementation.  The shim has no IORPC: the parameter type is
+// simplified, and SUPERDISPATCH is a non-NULL marker that the shim's
+// IOService::Start/Stop understand (section 5).
+typedef kern_return_t (*OSDispatchMethod)(OSObject *self, const void *rpc);
+namespace dextlink_shim {
+inline kern_return_t super_dispatch_marker(OSObject *self, const void *rpc)
+{
+	(void)self;
+	(void)rpc;
+	return kIOReturnUnsupported;
+}
+} // namespace dextlink_shim
+#ifndef SUPERDISPATCH
+#define SUPERDISPATCH (&dextlink_shim::super_dispatch_marker)
+#endif
+
+// DriverKit OSObject.h / IOService.h.
+typedef char IODispatchQueueName[256];
+#define kIOServiceDefaultQueueName "Default"
+
+// DriverKit IODispatchQueue.h, IODispatchSource.h, OSAction.h declare the
+// cancel handlers as blocks.  With blocks (clang -fblocks, as on Apple
+// platforms) the shim uses the same types; without them (g++) a plain
+// function pointer stands in (shim-only) -- pass nullptr or a function.
+#if defined(__BLOCKS__)
+typedef void (^IODispatchQueueCancelHandler)(void);
+typedef void (^IODispatchSourceCancelHandler)(void);
+typedef void (^OSActionCancelHandler)(void);
+#else
+typedef void (*IODispatchQueueCancelHandler)(void);
+typedef void (*IODispatchSourceCancelHandler)(void);
+typedef void (*OSActionCancelHandler)(void);
+#endif
+
+// DriverKit IODispatchQueue.h: options for Create() and WakeupWithOptions().
+enum {
+	kIODispatchQueueReentrant              = 0x00000001,
+	kIODispatchQueueMethodsNotSynchronized = 0x00000002,
+};
+enum {
+	kIODispatchQueueWakeupAll              = 0x00000001,
+};
+
+// DriverKit IOTimerDispatchSource.h: the clock passed in WakeAtTime()'s
+// `options`, which decides how `deadline` and `leeway` are read.
+enum {
+	kIOTimerClockUptimeRaw          = 0x88ull,
+	kIOTimerClockMonotonicRaw       = 0x84ull,
+	kIOTimerClockRealTime           = 0x80ull,
+	kIOTimerClockWallTime           = 0x80ull,
+	kIOTimerClockMachAbsoluteTime   = 0xC8ull,
+	kIOTimerClockMachContinuousTime = 0xC4ull,
+};
+
+// Darwin <time.h>: uint64_t clock_gettime_nsec_np(clockid_t) -- the clock in
+// nanoseconds, 0 on error.  Linux has the same clock ids but not this call.
+// Shim approximation: Linux CLOCK_MONOTONIC_RAW stops during suspend, where
+// Darwin's keeps counting (Darwin's equivalent of Linux's clock is
+// CLOCK_UPTIME_RAW, mapped to it below); tests do not suspend.
+#ifndef CLOCK_UPTIME_RAW
+#define CLOCK_UPTIME_RAW CLOCK_MONOTONIC_RAW
+#endif
+#if !defined(__APPLE__)
+inline uint64_t clock_gettime_nsec_np(clockid_t clock)
+{
+	struct timespec ts;
+	if (clock_gettime(clock, &ts) != 0) {
+		return 0;
+	}
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+#endif
 
 // driverkit-facts §1 (IOUserClient.iig:43-72)
 enum {
@@ -557,6 +661,9 @@ struct IOAddressSegment {
 //                  uint64_t msgid, size_t referenceSize, OSAction **action);
 //              void *GetReference(); size_t GetReferenceSize() const; // size: shim-only
 //              uint64_t reference;             // shim-only test tag
+//              [runtime] kern_return_t Cancel(OSActionCancelHandler handler);
+//              bool IsCancelled() const;       // shim-only
+//              void ShimSetHandler(ShimHandler); bool ShimInvoke(args, count); // shim-only
 //   IOMemoryMap: uint64_t GetAddress(); uint64_t GetLength(); uint64_t GetOffset();
 //              bool IsReadOnly() const;        // shim-only
 //   IOMemoryDescriptor:
@@ -572,7 +679,26 @@ struct IOAddressSegment {
 //              kern_return_t GetAddressRange(IOAddressSegment *range);
 //              virtual kern_return_t SetLength(uint64_t length);
 //              uint64_t GetCapacity() const;                        // shim-only
-//   IOService: (empty)
+//   [runtime] IODispatchQueue:
+//              static kern_return_t Create(const IODispatchQueueName name, uint64_t options,
+//                  uint64_t priority, IODispatchQueue **queue);
+//              const char *GetName(); bool OnQueue();
+//              kern_return_t Cancel(IODispatchQueueCancelHandler handler);
+//              bool IsCancelled() const;                            // shim-only
+//   [runtime] IODispatchSource: virtual kern_return_t Cancel(IODispatchSourceCancelHandler) = 0;
+//   [runtime] IOTimerDispatchSource:
+//              static kern_return_t Create(IODispatchQueue *queue, IOTimerDispatchSource **source);
+//              virtual kern_return_t SetHandler(OSAction *action);
+//              virtual kern_return_t WakeAtTime(uint64_t options, uint64_t deadline, uint64_t leeway);
+//              kern_return_t Cancel(IODispatchSourceCancelHandler handler);
+//              shim-only: IsArmed(), GetClock(), GetDeadline(), GetLeeway(),
+//                  GetWakeCount(), GetHandler(), GetQueue(), IsCancelled(), Fire().
+//   IOService: [runtime] kern_return_t Start(IOService *provider, OSDispatchMethod supermethod = NULL);
+//              [runtime] kern_return_t Stop(IOService *provider, OSDispatchMethod supermethod = NULL);
+//              [runtime] kern_return_t CopyDispatchQueue(const IODispatchQueueName name,
+//                  IODispatchQueue **queue);
+//              protected: virtual kern_return_t Start_Impl(IOService *provider);
+//                         virtual kern_return_t Stop_Impl(IOService *provider);
 //   IOUserClient:
 //              virtual kern_return_t ExternalMethod(uint64_t selector,
 //                  IOUserClientMethodArguments *arguments,
@@ -669,7 +795,9 @@ public:
 	// shim-only: a tag tests may set to identify an action.
 	uint64_t reference;
 
-	OSAction() : reference(0), target_(nullptr), reference_area_(nullptr), reference_size_(0) {}
+	OSAction()
+		: reference(0), target_(nullptr), reference_area_(nullptr), reference_size_(0), cancelled_(false),
+		  shim_handler_(nullptr) {}
 
 	// DriverKit OSAction::Create shape.  The reference area is zero-filled.
 	static kern_return_t Create(OSObject *target, uint64_t targetmsgid, uint64_t msgid,
@@ -679,6 +807,28 @@ public:
 	void *GetReference() { return reference_area_; }
 	size_t GetReferenceSize() const { return reference_size_; }   // shim-only
 
+	// [runtime] DriverKit OSAction.h: "Cancel all callbacks from the action.
+	// After cancellation, the action can only be freed."  The shim has no
+	// callbacks in flight, so it cancels at once and then calls `handler`
+	// (when not NULL) before returning.  It also drops the action's
+	// reference to its target: without that, a target holding its own
+	// action (CreateAction<Method> in Start, released in free, as Apple's
+	// NullDriver sample does) could never be freed.  What libDriverKit does
+	// with the target on Cancel is UNVERIFIED.  A second Cancel is a no-op.
+	kern_return_t Cancel(OSActionCancelHandler handler);
+	bool IsCancelled() const { return cancelled_; }   // shim-only
+
+	// shim-only: what iig's CreateAction<Method> and the dext's Dispatch do
+	// on device -- route a message sent to the action (a timer firing, an
+	// interrupt, ...) to the target's <Method>_Impl.  A class's stand-in for
+	// its iig output sets the handler right after OSAction::Create;
+	// ShimInvoke(args, count) calls handler(target, this, args, count) and
+	// returns true, or returns false (doing nothing) when the action is
+	// cancelled or has no handler or target.
+	typedef void (*ShimHandler)(OSObject *target, OSAction *action, const uint64_t *args, uint32_t count);
+	void ShimSetHandler(ShimHandler handler) { shim_handler_ = handler; }
+	bool ShimInvoke(const uint64_t *args, uint32_t count);
+
 protected:
 	void free() override;
 
@@ -686,9 +836,11 @@ private:
 	friend class dextlink_shim::CallBuilder;
 	bool allocateReference(size_t size);
 
-	OSObject *target_;
-	void     *reference_area_;
-	size_t    reference_size_;
+	OSObject   *target_;
+	void       *reference_area_;
+	size_t      reference_size_;
+	bool        cancelled_;
+	ShimHandler shim_handler_;
 };
 
 class IOMemoryMap : public OSObject {
@@ -774,9 +926,135 @@ private:
 	uint64_t capacity_;
 };
 
+// [runtime] DriverKit IODispatchQueue.h.  Shim: no threads -- nothing is
+// queued; work "on" a queue runs on the caller's thread (see "WHAT IS
+// SIMPLIFIED").  Create() copies the name and ignores options and priority.
+class IODispatchQueue : public OSObject {
+public:
+	static kern_return_t Create(const IODispatchQueueName name, uint64_t options, uint64_t priority,
+	    IODispatchQueue **queue);
+
+	// "Returns a pointer to the queues name. Only valid while the queue is retained."
+	const char *GetName() { return name_; }
+	// Shim: there is no queue thread to be on.
+	bool OnQueue() { return false; }
+	// "Stops the queue from dequeuing work, and on completion of any block
+	// currently being executed, invokes a callback block."  Shim: nothing is
+	// in flight, so `handler` (when not NULL) runs before Cancel returns.
+	kern_return_t Cancel(IODispatchQueueCancelHandler handler);
+	bool IsCancelled() const { return cancelled_; }   // shim-only
+
+protected:
+	IODispatchQueue() : name_(), cancelled_(false) {}
+
+private:
+	char name_[sizeof(IODispatchQueueName)];
+	bool cancelled_;
+};
+
+// [runtime] DriverKit IODispatchSource.h (only Cancel is modelled).
+class IODispatchSource : public OSObject {
+public:
+	virtual kern_return_t Cancel(IODispatchSourceCancelHandler handler) = 0;
+};
+
+// [runtime] DriverKit IOTimerDispatchSource.h: "delivers timer notifications
+// to a handler block on a dispatch queue".  Shim: there is no clock thread;
+// a test decides when the timer fires by calling Fire().
+//   - Create(): queue NULL -> kIOReturnBadArgument (shim); the source retains
+//     the queue.
+//   - SetHandler(): "The OSAction object will be retained until SetHandler is
+//     called again or the event source is cancelled."  NULL clears it.
+//   - WakeAtTime(): "If a timer was already scheduled but not fired it will
+//     not fire and be replaced by the new deadline."  `options` must be one
+//     of the kIOTimerClock* values, else kIOReturnBadArgument (shim; the real
+//     error is UNVERIFIED).  After Cancel -> kIOReturnNotReady (shim,
+//     UNVERIFIED: "After cancellation, the source can only be freed").
+//   - Cancel(): disarms, releases the handler action, then calls `handler`.
+//   - Fire() (shim-only): when armed, not cancelled and a handler is set,
+//     disarms and delivers TimerOccurred(action, time = the deadline) through
+//     the handler action (OSAction::ShimInvoke, one argument); returns whether
+//     it delivered.  One shot: a fired timer stays disarmed until WakeAtTime.
+class IOTimerDispatchSource : public IODispatchSource {
+public:
+	static kern_return_t Create(IODispatchQueue *queue, IOTimerDispatchSource **source);
+
+	virtual kern_return_t SetHandler(OSAction *action);
+	virtual kern_return_t WakeAtTime(uint64_t options, uint64_t deadline, uint64_t leeway);
+	kern_return_t Cancel(IODispatchSourceCancelHandler handler) override;
+
+	// shim-only observation and control
+	bool IsArmed() const { return armed_; }
+	bool IsCancelled() const { return cancelled_; }
+	uint64_t GetClock() const { return clock_; }
+	uint64_t GetDeadline() const { return deadline_; }
+	uint64_t GetLeeway() const { return leeway_; }
+	uint32_t GetWakeCount() const { return wake_count_; }   // successful WakeAtTime calls
+	OSAction *GetHandler() const { return handler_; }
+	IODispatchQueue *GetQueue() const { return queue_; }
+	bool Fire();
+
+protected:
+	IOTimerDispatchSource()
+		: queue_(nullptr), handler_(nullptr), armed_(false), cancelled_(false), clock_(0), deadline_(0),
+		  leeway_(0), wake_count_(0) {}
+	void free() override;
+
+private:
+	IODispatchQueue *queue_;
+	OSAction        *handler_;
+	bool             armed_;
+	bool             cancelled_;
+	uint64_t         clock_;
+	uint64_t         deadline_;
+	uint64_t         leeway_;
+	uint32_t         wake_count_;
+};
+
 class IOService : public OSObject {
 public:
-	IOService() {}
+	IOService() : default_queue_(nullptr) {}
+
+	// [runtime] DriverKit IOService.h: Start(IOService *provider) and
+	// Stop(IOService *provider), which iig gives a trailing
+	// `OSDispatchMethod supermethod = NULL`.  Start(provider) runs the most
+	// derived Start_Impl (a subclass implements it with
+	// `kern_return_t IMPL(MyClass, Start)`); Start(provider, SUPERDISPATCH)
+	// runs the superclass' -- in the shim always IOService's own, which
+	// succeeds (no provider bookkeeping, no kernel to tell).  Likewise Stop.
+	kern_return_t Start(IOService *provider, OSDispatchMethod supermethod = nullptr)
+	{
+		return supermethod != nullptr ? IOService::Start_Impl(provider) : Start_Impl(provider);
+	}
+	kern_return_t Stop(IOService *provider, OSDispatchMethod supermethod = nullptr)
+	{
+		return supermethod != nullptr ? IOService::Stop_Impl(provider) : Stop_Impl(provider);
+	}
+
+	// [runtime] DriverKit IOService.h: "A default queue is created by DriverKit
+	// for every new IOService object with the name kIOServiceDefaultQueueName";
+	// CopyDispatchQueue returns it retained ("The caller should release this
+	// queue").  Shim: only that name is known (the default queue is made on
+	// first use); any other name -> kIOReturnNotFound, *queue = NULL (shim,
+	// UNVERIFIED).
+	kern_return_t CopyDispatchQueue(const IODispatchQueueName name, IODispatchQueue **queue,
+	    OSDispatchMethod supermethod = nullptr);
+
+protected:
+	virtual kern_return_t Start_Impl(IOService *provider)
+	{
+		(void)provider;
+		return kIOReturnSuccess;
+	}
+	virtual kern_return_t Stop_Impl(IOService *provider)
+	{
+		(void)provider;
+		return kIOReturnSuccess;
+	}
+	void free() override;
+
+private:
+	IODispatchQueue *default_queue_;
 };
 
 class IOUserClient : public IOService {
@@ -1044,6 +1322,35 @@ OSAction::free()
 	OSObject::free();
 }
 
+inline kern_return_t
+OSAction::Cancel(OSActionCancelHandler handler)
+{
+	if (!cancelled_) {
+		cancelled_ = true;
+		OSSafeReleaseNULL(target_);
+	}
+	if (handler != nullptr) {
+		handler();
+	}
+	return kIOReturnSuccess;
+}
+
+inline bool
+OSAction::ShimInvoke(const uint64_t *args, uint32_t count)
+{
+	if (cancelled_ || shim_handler_ == nullptr || target_ == nullptr) {
+		return false;
+	}
+	// Keep both alive for the call, as a message in flight would.
+	OSObject *target = target_;
+	target->retain();
+	retain();
+	shim_handler_(target, this, args, count);
+	release();
+	target->release();
+	return true;
+}
+
 // ---- IOMemoryMap ---------------------------------------------------------
 
 inline
@@ -1228,6 +1535,165 @@ IOBufferMemoryDescriptor::SetLength(uint64_t length)
 		length_ = length;
 	}
 	return kIOReturnSuccess;
+}
+
+// ---- [runtime] IODispatchQueue --------------------------------------------
+
+inline kern_return_t
+IODispatchQueue::Create(const IODispatchQueueName name, uint64_t options, uint64_t priority, IODispatchQueue **queue)
+{
+	(void)options;
+	(void)priority;
+	if (queue == nullptr) {
+		return kIOReturnBadArgument;   // shim: real DriverKit would crash
+	}
+	*queue = nullptr;
+	IODispatchQueue *q = new (std::nothrow) IODispatchQueue();
+	if (q == nullptr) {
+		return kIOReturnNoMemory;
+	}
+	for (size_t i = 0; name != nullptr && i + 1 < sizeof(q->name_) && name[i] != '\0'; i++) {
+		q->name_[i] = name[i];
+	}
+	*queue = q;
+	return kIOReturnSuccess;
+}
+
+inline kern_return_t
+IODispatchQueue::Cancel(IODispatchQueueCancelHandler handler)
+{
+	cancelled_ = true;
+	if (handler != nullptr) {
+		handler();
+	}
+	return kIOReturnSuccess;
+}
+
+// ---- [runtime] IOTimerDispatchSource -------------------------------------
+
+inline kern_return_t
+IOTimerDispatchSource::Create(IODispatchQueue *queue, IOTimerDispatchSource **source)
+{
+	if (source == nullptr) {
+		return kIOReturnBadArgument;   // shim: real DriverKit would crash
+	}
+	*source = nullptr;
+	if (queue == nullptr) {
+		return kIOReturnBadArgument;
+	}
+	IOTimerDispatchSource *t = new (std::nothrow) IOTimerDispatchSource();
+	if (t == nullptr) {
+		return kIOReturnNoMemory;
+	}
+	queue->retain();
+	t->queue_ = queue;
+	*source = t;
+	return kIOReturnSuccess;
+}
+
+inline kern_return_t
+IOTimerDispatchSource::SetHandler(OSAction *action)
+{
+	if (cancelled_) {
+		return kIOReturnNotReady;   // shim, UNVERIFIED
+	}
+	if (action != nullptr) {
+		action->retain();
+	}
+	OSSafeReleaseNULL(handler_);
+	handler_ = action;
+	return kIOReturnSuccess;
+}
+
+inline kern_return_t
+IOTimerDispatchSource::WakeAtTime(uint64_t options, uint64_t deadline, uint64_t leeway)
+{
+	if (cancelled_) {
+		return kIOReturnNotReady;   // shim, UNVERIFIED
+	}
+	switch (options) {
+	case kIOTimerClockUptimeRaw:
+	case kIOTimerClockMonotonicRaw:
+	case kIOTimerClockRealTime:   // == kIOTimerClockWallTime
+	case kIOTimerClockMachAbsoluteTime:
+	case kIOTimerClockMachContinuousTime:
+		break;
+	default:
+		return kIOReturnBadArgument;   // shim, UNVERIFIED
+	}
+	clock_ = options;
+	deadline_ = deadline;
+	leeway_ = leeway;
+	armed_ = true;
+	wake_count_++;
+	return kIOReturnSuccess;
+}
+
+inline kern_return_t
+IOTimerDispatchSource::Cancel(IODispatchSourceCancelHandler handler)
+{
+	cancelled_ = true;
+	armed_ = false;
+	OSSafeReleaseNULL(handler_);
+	if (handler != nullptr) {
+		handler();
+	}
+	return kIOReturnSuccess;
+}
+
+inline bool
+IOTimerDispatchSource::Fire()
+{
+	if (!armed_ || cancelled_ || handler_ == nullptr) {
+		return false;
+	}
+	armed_ = false;
+	// TimerOccurred(action, time): the time is the deadline it was armed for.
+	uint64_t time = deadline_;
+	OSAction *action = handler_;
+	action->retain();   // the handler may call SetHandler or Cancel
+	bool delivered = action->ShimInvoke(&time, 1);
+	action->release();
+	return delivered;
+}
+
+inline void
+IOTimerDispatchSource::free()
+{
+	OSSafeReleaseNULL(handler_);
+	OSSafeReleaseNULL(queue_);
+	OSObject::free();
+}
+
+// ---- [runtime] IOService -------------------------------------------------
+
+inline kern_return_t
+IOService::CopyDispatchQueue(const IODispatchQueueName name, IODispatchQueue **queue, OSDispatchMethod supermethod)
+{
+	(void)supermethod;
+	if (queue == nullptr) {
+		return kIOReturnBadArgument;   // shim: real DriverKit would crash
+	}
+	*queue = nullptr;
+	if (name == nullptr || strcmp(name, kIOServiceDefaultQueueName) != 0) {
+		return kIOReturnNotFound;   // shim, UNVERIFIED
+	}
+	if (default_queue_ == nullptr) {
+		kern_return_t ret = IODispatchQueue::Create(kIOServiceDefaultQueueName, 0, 0, &default_queue_);
+		if (ret != kIOReturnSuccess) {
+			return ret;
+		}
+	}
+	default_queue_->retain();
+	*queue = default_queue_;
+	return kIOReturnSuccess;
+}
+
+inline void
+IOService::free()
+{
+	OSSafeReleaseNULL(default_queue_);
+	OSObject::free();
 }
 
 // ---- IOUserClient --------------------------------------------------------
