@@ -12,31 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int g_pass = 0;
-static int g_fail = 0;
-
-#define CHECK(cond)                                                              \
-	do {                                                                         \
-		if (cond) {                                                              \
-			g_pass++;                                                            \
-		} else {                                                                 \
-			g_fail++;                                                            \
-			fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);      \
-		}                                                                        \
-	} while (0)
-
-#define CHECK_EQ(a, b)                                                           \
-	do {                                                                         \
-		unsigned long long va_ = (unsigned long long)(a);                        \
-		unsigned long long vb_ = (unsigned long long)(b);                        \
-		if (va_ == vb_) {                                                        \
-			g_pass++;                                                            \
-		} else {                                                                 \
-			g_fail++;                                                            \
-			fprintf(stderr, "FAIL %s:%d: %s == %s (0x%llx != 0x%llx)\n",         \
-			    __FILE__, __LINE__, #a, #b, va_, vb_);                           \
-		}                                                                        \
-	} while (0)
+// CHECK and CHECK_EQ, and the pass/fail counts.
+#include <dextlink/testing.h>
 
 // ---------------------------------------------------------------------------
 // A dext-side method and user client, shaped like Apple's NullDriver sample.
