@@ -781,7 +781,7 @@ mod tests {
         assert!(h.contains("    FW_LOADER_IMAGE_FORMAT_INTEL_HEX = 1,"));
         assert!(h.contains("typedef struct FwLoaderImageInfo {"));
         assert!(h.contains("    FwLoaderImageFormat format;"));
-        assert!(h.contains("    uint8_t _pad0[4];"));
+        assert!(h.contains("    uint32_t image_crc32;"));
         assert!(h.contains("FW_LOADER_STATIC_ASSERT(sizeof(FwLoaderSlotHeader) == 24, \"FwLoader.SlotHeader: size must be 24 bytes, as in the schema\");"));
         assert!(h.contains("FW_LOADER_STATIC_ASSERT(offsetof(FwLoaderSlotHeader, crc32) == 20,"));
         assert!(h.contains("FW_LOADER_STATIC_ASSERT(FW_LOADER_ALIGNOF(FwLoaderImageInfo) == 8,"));

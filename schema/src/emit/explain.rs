@@ -474,7 +474,7 @@ mod tests {
             ]
         );
         let status = text_row(&t, "3", "status");
-        assert_eq!(status[6], "UploadState (24 B)");
+        assert_eq!(status[6], "UploadState (48 B)");
         assert!(t.contains("Reserved selectors: none"));
         assert!(t.contains("0   staging  8388608 B (8 MiB)  read-write"), "{t}");
         assert!(t.contains(&format!("Fingerprint: {:#018x}", fwloader().fingerprint)));
