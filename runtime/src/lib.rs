@@ -21,6 +21,7 @@ pub mod mapping;
 pub mod server;
 #[cfg(unix)]
 pub mod sim;
+pub mod staging;
 mod transport;
 
 pub use completion::{Completed, CompletionSlot, Pending};
