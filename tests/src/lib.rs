@@ -1,6 +1,8 @@
 //! Helpers shared by the workspace-level tests: paths, schema loading,
 //! golden files, and compiling generated C++ with the system compiler.
 
+pub mod images;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
