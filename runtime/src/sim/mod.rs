@@ -16,6 +16,10 @@
 //! client call into the [`Arguments`] a dext receives and applies the return
 //! rules to what comes back (driverkit-facts §3).
 //!
+//! Behind the dext sits the hardware: [`usb`] models its `IOUSBHostPipe`
+//! (a bulk OUT pipe with a link rate and injected faults), [`flash`] the
+//! device's two-bank flash, kept in a file that outlives the process.
+//!
 //! # Rules and the tests that hold the simulator to them
 //!
 //! | driverkit-facts | rule | test |
@@ -43,12 +47,14 @@
 //! (`sim_rules` is `runtime/tests/sim_rules.rs`; each test runs in both modes
 //! where the mode matters.)
 
+pub mod flash;
 mod host;
 mod in_process;
 pub mod kernel;
 mod memory;
 mod process;
 mod socket;
+pub mod usb;
 mod wire;
 
 pub use in_process::InProcess;
