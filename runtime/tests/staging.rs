@@ -483,8 +483,11 @@ fn a_device_that_stays_away_ends_in_disconnected_after_the_bound() {
     let dir = tempfile::tempdir().unwrap();
     let (image, _) = image_file(dir.path(), 20_000);
     let rig = Rig::new(&[(0, Act::Lose)]);
-    let config =
-        Config { max_reconnects: 2, reconnect_delay: Duration::from_millis(1), ..small_slots() };
+    let config = Config {
+        reconnect_attempts: 2,
+        reconnect_delay: Duration::from_millis(1),
+        ..small_slots()
+    };
     let mut attempts = 0;
     let mut connect = rig.connect();
     let error = Upload::new(image)

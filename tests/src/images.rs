@@ -202,4 +202,3 @@ pub fn elf(is64: bool, big_endian: bool, phdrs: &[Phdr]) -> (Vec<u8>, Vec<u64>) 
     }
     (out, offsets)
 }
-

@@ -148,8 +148,10 @@ pub struct Config {
     pub max_aborted: u32,
     /// Rest-of-slot transfers of one stretch after short transfers.
     pub max_short: u32,
-    /// Reconnections after the device or the dext went away.
+    /// Times the device or the dext may go away during one upload.
     pub max_reconnects: u32,
+    /// Attempts to connect again each time it went away.
+    pub reconnect_attempts: u32,
     /// First wait before reconnecting; doubles on each attempt, up to 2 s.
     pub reconnect_delay: Duration,
     /// With transfers in flight and no completion for this long, the device
@@ -167,6 +169,7 @@ impl Default for Config {
             max_aborted: 32,
             max_short: 64,
             max_reconnects: 8,
+            reconnect_attempts: 10,
             reconnect_delay: Duration::from_millis(20),
             watchdog: Duration::from_secs(30),
         }
@@ -208,6 +211,7 @@ pub struct Retries {
     pub timeouts: u64,
     pub aborted: u64,
     pub short: u64,
+    /// Times the device or the dext went away and the upload reconnected.
     pub reconnects: u64,
 }
 
@@ -268,6 +272,8 @@ pub struct Progress {
     pub elapsed: Duration,
     /// Bytes per second in this phase (this run's bytes only).
     pub bytes_per_second: f64,
+    /// Transfers submitted so far, resubmissions included.
+    pub transfers: u64,
     pub retries: Retries,
 }
 
@@ -331,7 +337,8 @@ pub enum UploadError {
          (last status: {last})"
     )]
     RetriesExhausted { kind: RetryKind, offset: u64, attempts: u32, last: IoReturn },
-    /// The device went away and did not come back.
+    /// The device went away and did not come back (`attempts` tries), or
+    /// went away more often than [`Config::max_reconnects`] allows.
     #[error("lost the device and could not reconnect after {attempts} attempts: {last}")]
     Disconnected { attempts: u32, last: Error },
     /// The device checked the image and refused to commit it.

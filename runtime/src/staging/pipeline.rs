@@ -191,35 +191,47 @@ where
         acknowledged: 0,
     };
 
-    let mut reconnects = 0u32;
-    let mut delay = config.reconnect_delay;
+    let mut device = connect().map_err(UploadError::Connect)?;
+    let mut losses = 0u32;
     loop {
-        if cancel.is_cancelled() {
-            return Err(UploadError::Cancelled);
-        }
-        let lost = match connect() {
-            Ok(device) => match session(&device, image, config, cancel, &mut run, &mut progress) {
-                Ok(summary) => return Ok(summary),
-                Err(Interrupted::Failed(error)) => return Err(error),
-                Err(Interrupted::Lost(error)) => error,
-            },
-            // The first connection failing is the user's problem to solve
-            // (no device, no permission); later ones are the device coming back.
-            Err(error) if reconnects == 0 && run.resumed_from.is_none() => {
-                return Err(UploadError::Connect(error));
-            }
-            Err(error) => error,
+        let lost = match session(&device, image, config, cancel, &mut run, &mut progress) {
+            Ok(summary) => return Ok(summary),
+            Err(Interrupted::Failed(error)) => return Err(error),
+            Err(Interrupted::Lost(error)) => error,
         };
-        reconnects += 1;
-        if reconnects > config.max_reconnects {
-            return Err(UploadError::Disconnected { attempts: reconnects - 1, last: lost });
+        drop(device);
+        losses += 1;
+        if losses > config.max_reconnects {
+            return Err(UploadError::Disconnected { attempts: 0, last: lost });
         }
         run.retries.count(RetryKind::Reconnect);
+        device = reconnect(config, cancel, &mut connect, lost)?;
+    }
+}
+
+/// Connects again after the device went away: waits, doubling the wait,
+/// for at most [`Config::reconnect_attempts`] tries.
+fn reconnect<D, C>(
+    config: &Config,
+    cancel: &Cancel,
+    connect: &mut C,
+    mut last: Error,
+) -> Result<D, UploadError>
+where
+    C: FnMut() -> Result<D, Error>,
+{
+    let mut delay = config.reconnect_delay;
+    for _ in 0..config.reconnect_attempts {
         if sleep_unless_cancelled(delay, cancel) {
             return Err(UploadError::Cancelled);
         }
+        match connect() {
+            Ok(device) => return Ok(device),
+            Err(error) => last = error,
+        }
         delay = (delay * 2).min(Duration::from_secs(2));
     }
+    Err(UploadError::Disconnected { attempts: config.reconnect_attempts, last })
 }
 
 /// Sleeps for `delay`, waking early if cancelled; returns whether it was.
@@ -267,6 +279,7 @@ fn checksum<P: FnMut(&Progress)>(
             resumed_from: 0,
             elapsed,
             bytes_per_second: rate(offset, elapsed),
+            transfers: 0,
             retries: Retries::default(),
         });
     }
@@ -365,6 +378,7 @@ fn report<P: FnMut(&Progress)>(
         resumed_from: run.resumed_from.unwrap_or(0),
         elapsed,
         bytes_per_second: rate(run.completed, elapsed),
+        transfers: run.transfers,
         retries: run.retries,
     });
 }
