@@ -1,0 +1,288 @@
+//! End-to-end uploads through the out-of-process simulator: the fwloader
+//! dext model and its simulated USB bootloader run in `fwloader-sim`, the
+//! staging pipeline in this process, the flash banks in a file. Every image
+//! format lands byte for byte in the committed bank; each fault kind ends as
+//! expected: recovered, or refused with the previous image intact.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use dextlink::Error;
+use dextlink::image::{Format, Image};
+use dextlink::sim::flash::{Flash, FlashTiming};
+use dextlink::sim::{OpenOptions, ServerProcess, SocketTransport};
+use dextlink::staging::{Config, Phase, Summary, Upload, UploadError};
+use dextlink_tests::images::{self, Phdr};
+use fwloader::FwLoader;
+use tempfile::TempDir;
+
+/// Environment variable that turns this test binary into an upload child
+/// (for the client-killed test).
+const CHILD_ENV: &str = "FWLOADER_TEST_CHILD";
+
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_add(seed)).wrapping_mul(2_654_435_761).rotate_left(9) as u8)
+        .collect()
+}
+
+/// A simulator server over the flash file `flash`.
+fn server(flash: &Path, extra: &[&str]) -> ServerProcess {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fwloader-sim"));
+    command.arg("--flash").arg(flash).args(["--link", "fast", "--bank-size", "16M"]).args(extra);
+    ServerProcess::spawn(command).expect("starting fwloader-sim")
+}
+
+fn connect(socket: PathBuf) -> impl FnMut() -> Result<FwLoader<SocketTransport>, Error> {
+    move || FwLoader::connect(SocketTransport::connect(&socket, &OpenOptions::default())?)
+}
+
+/// Small slots so that small images take many transfers.
+fn config() -> Config {
+    Config { slot_size: 16 * 1024, ..Config::default() }
+}
+
+fn upload(image: &Path, socket: &Path) -> Result<Summary, UploadError> {
+    let image = Image::open(image, None, None).expect("opening the image");
+    Upload::new(image).config(config()).run(connect(socket.to_path_buf()), |_| {})
+}
+
+/// The flattened image: what the active bank must hold.
+fn flattened(path: &Path) -> Vec<u8> {
+    let image = Image::open(path, None, None).unwrap();
+    let mut bytes = vec![0; image.len() as usize];
+    image.reader().unwrap().read_at(0, &mut bytes).unwrap();
+    bytes
+}
+
+/// The active bank's first `len` bytes and its record (the server must be gone).
+fn active_bank(flash: &Path, len: usize) -> (Vec<u8>, u32) {
+    let flash = Flash::open_existing(flash, FlashTiming::INSTANT).expect("opening the flash file");
+    let bank = flash.active_bank();
+    let record = flash.bank_record(bank);
+    assert!(record.valid, "the active bank holds no valid image");
+    assert_eq!(record.len as usize, len);
+    let mut bytes = vec![0; len];
+    flash.read(bank, 0, &mut bytes).unwrap();
+    (bytes, record.crc32)
+}
+
+fn assert_committed(flash: &Path, image: &Path) {
+    let expected = flattened(image);
+    let (bytes, crc) = active_bank(flash, expected.len());
+    assert!(bytes == expected, "the active bank differs from {}", image.display());
+    assert_eq!(crc, crc32fast::hash(&expected));
+}
+
+struct Rig {
+    dir: TempDir,
+    flash: PathBuf,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let flash = dir.path().join("device.flash");
+        Rig { dir, flash }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn raw(&self, name: &str, len: usize, seed: u32) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, pattern(len, seed)).unwrap();
+        path
+    }
+}
+
+#[test]
+fn every_format_lands_byte_for_byte_in_the_committed_bank() {
+    let rig = Rig::new();
+    let chunks = vec![(0x0800_0000u64, pattern(150_000, 1)), (0x0802_8000, pattern(70_000, 2))];
+    let hex = rig.path("image.hex");
+    std::fs::write(&hex, images::hex_text(&chunks)).unwrap();
+    let uf2 = rig.path("image.uf2");
+    std::fs::write(&uf2, images::uf2(&images::uf2_blocks(&chunks))).unwrap();
+    let elf = rig.path("image.elf");
+    let phdrs: Vec<Phdr> = chunks.iter().map(|(a, d)| Phdr::load(*a, d.clone())).collect();
+    std::fs::write(&elf, images::elf(false, false, &phdrs).0).unwrap();
+    let bin = rig.raw("image.bin", 333_333, 3);
+
+    for image in [&bin, &hex, &elf, &uf2] {
+        let server = server(&rig.flash, &[]);
+        let summary = upload(image, server.socket_path())
+            .unwrap_or_else(|e| panic!("{}: {e}", image.display()));
+        assert_eq!(summary.retries.total(), 0);
+        assert_eq!(summary.image.crc32, crc32fast::hash(&flattened(image)));
+        drop(server);
+        assert_committed(&rig.flash, image);
+    }
+    // The formats reached the device as the schema names them.
+    assert_eq!(fwloader::image_format(Format::Uf2), fwloader::ImageFormat::Uf2);
+}
+
+/// Uploads `image` with `fault` injected; returns the summary.
+fn upload_with_fault(rig: &Rig, image: &Path, fault: &str, extra: &[&str]) -> Summary {
+    let mut args = vec!["--fault", fault, "--seed", "7"];
+    args.extend_from_slice(extra);
+    let server = server(&rig.flash, &args);
+    let summary =
+        upload(image, server.socket_path()).unwrap_or_else(|e| panic!("fault {fault}: {e}"));
+    drop(server);
+    assert_committed(&rig.flash, image);
+    summary
+}
+
+#[test]
+fn link_faults_are_recovered_each_counted_as_its_kind() {
+    let rig = Rig::new();
+    let image = rig.raw("image.bin", 400_000, 4);
+
+    let stall = upload_with_fault(&rig, &image, "stall@3", &[]);
+    assert_eq!(stall.retries.stalls, 1, "{stall:?}");
+
+    let timeout = upload_with_fault(&rig, &image, "timeout@2", &["--transfer-timeout-ms", "50"]);
+    assert_eq!(timeout.retries.timeouts, 1, "{timeout:?}");
+    assert_eq!(timeout.retries.stalls, 0);
+
+    let short = upload_with_fault(&rig, &image, "short@4", &[]);
+    assert_eq!(short.retries.short, 1, "{short:?}");
+
+    // A flipped bit fails the slot's CRC at the device, which stalls; the
+    // slot goes again.
+    let bitflip = upload_with_fault(&rig, &image, "bitflip@5", &[]);
+    assert_eq!(bitflip.retries.stalls, 1, "{bitflip:?}");
+
+    let disconnect = upload_with_fault(&rig, &image, "disconnect@6", &[]);
+    assert_eq!(disconnect.retries.reconnects, 1, "{disconnect:?}");
+}
+
+#[test]
+fn a_killed_dext_is_restarted_on_the_same_flash_and_the_upload_resumes() {
+    let rig = Rig::new();
+    let image = rig.raw("image.bin", 600_000, 5);
+    let flash = rig.flash.clone();
+    // The first server dies at transfer 20; the system relaunches the dext
+    // (here: the connect closure starts a new server on the same flash).
+    let mut servers = vec![server(&flash, &["--fault", "kill-dext@20"])];
+    let mut socket = servers[0].socket_path().to_path_buf();
+    let first = socket.clone();
+    let open = |socket: &Path| {
+        FwLoader::connect(SocketTransport::connect(socket, &OpenOptions::default())?)
+    };
+    let connect = || {
+        let result = open(&socket);
+        if result.is_err() && socket == first {
+            let restarted = server(&flash, &[]);
+            socket = restarted.socket_path().to_path_buf();
+            servers.push(restarted);
+            return open(&socket);
+        }
+        result
+    };
+    let image_file = Image::open(&image, None, None).unwrap();
+    let summary = Upload::new(image_file).config(config()).run(connect, |_| {}).unwrap();
+    assert_eq!(summary.retries.reconnects, 1, "{summary:?}");
+    // Not a restart from zero: less than twice the image went over the wire.
+    assert!(summary.bytes_sent < 2 * 600_000, "{summary:?}");
+    drop(servers);
+    assert_committed(&rig.flash, &image);
+}
+
+#[test]
+fn a_refused_commit_keeps_the_previous_image() {
+    let rig = Rig::new();
+    let old = rig.raw("old.bin", 100_000, 6);
+    let server = server(&rig.flash, &[]);
+    upload(&old, server.socket_path()).unwrap();
+    // The new image changes on disk after its CRC was taken (same length):
+    // every slot's own CRC is right, the whole-image CRC is not.
+    let new = rig.raw("new.bin", 100_000, 7);
+    let changed = pattern(100_000, 8);
+    let image = Image::open(&new, None, None).unwrap();
+    let mut rewritten = false;
+    let error = Upload::new(image)
+        .config(config())
+        .run(connect(server.socket_path().to_path_buf()), |p| {
+            if p.phase == Phase::Connect && !rewritten {
+                std::fs::write(&new, &changed).unwrap();
+                rewritten = true;
+            }
+        })
+        .unwrap_err();
+    assert!(matches!(error, UploadError::Refused { .. }), "{error}");
+    drop(server);
+    assert_committed(&rig.flash, &old);
+}
+
+#[test]
+fn a_cancelled_upload_keeps_the_previous_image_and_a_rerun_resumes() {
+    let rig = Rig::new();
+    let old = rig.raw("old.bin", 50_000, 9);
+    let new = rig.raw("new.bin", 500_000, 10);
+    let server = server(&rig.flash, &[]);
+    upload(&old, server.socket_path()).unwrap();
+
+    let upload_new = Upload::new(Image::open(&new, None, None).unwrap()).config(config());
+    let cancel = upload_new.cancel_handle();
+    let error = upload_new
+        .run(connect(server.socket_path().to_path_buf()), |p| {
+            if p.phase == Phase::Transfer && p.done >= 200_000 {
+                cancel.cancel();
+            }
+        })
+        .unwrap_err();
+    assert!(matches!(error, UploadError::Cancelled), "{error}");
+    let summary = upload(&new, server.socket_path()).unwrap();
+    assert!(summary.resumed_from > 0, "{summary:?}");
+    assert!(summary.bytes_sent < 500_000, "{summary:?}");
+    drop(server);
+    assert_committed(&rig.flash, &new);
+}
+
+#[test]
+fn a_killed_client_leaves_the_old_image_and_the_rerun_resumes() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return;
+    }
+    let rig = Rig::new();
+    let old = rig.raw("old.bin", 40_000, 11);
+    let new = rig.raw("new.bin", 500_000, 12);
+    let server = server(&rig.flash, &[]);
+    upload(&old, server.socket_path()).unwrap();
+
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "upload_child", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "1")
+        .env("FWLOADER_TEST_IMAGE", &new)
+        .env("FWLOADER_TEST_SOCKET", server.socket_path())
+        .status()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(child.signal(), Some(9), "the child should have been killed: {child:?}");
+
+    let summary = upload(&new, server.socket_path()).unwrap();
+    assert!(summary.resumed_from > 0, "{summary:?}");
+    drop(server);
+    assert_committed(&rig.flash, &new);
+}
+
+/// The child of the client-killed test: uploads and kills itself once the
+/// device has acknowledged 100 000 bytes.
+#[test]
+fn upload_child() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    let image = PathBuf::from(std::env::var_os("FWLOADER_TEST_IMAGE").unwrap());
+    let socket = PathBuf::from(std::env::var_os("FWLOADER_TEST_SOCKET").unwrap());
+    let image = Image::open(&image, None, None).unwrap();
+    let _ = Upload::new(image).config(config()).run(connect(socket), |p| {
+        if p.acknowledged >= 100_000 {
+            fwloader::sim::kill_this_process();
+        }
+    });
+    unreachable!("the upload should have been killed");
+}
