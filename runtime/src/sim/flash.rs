@@ -42,6 +42,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -495,29 +496,48 @@ impl Flash {
     /// Erases one sector of `bank` to `0xFF`, taking `erase_per_sector`.
     /// Refuses the active bank ([`FlashError::ActiveBank`]).
     pub fn erase_sector(&self, bank: u8, sector: u64) -> Result<(), FlashError> {
-        let sectors = self.geometry.sectors_per_bank();
+        self.erase_sectors(bank, sector..sector + 1)
+    }
+
+    /// Erases the sectors `sectors` of `bank`, taking `erase_per_sector`
+    /// each, in one command (one wait, however many sectors). Refuses the
+    /// active bank and changes nothing if any sector is out of range.
+    pub fn erase_sectors(&self, bank: u8, sectors: Range<u64>) -> Result<(), FlashError> {
+        let count = self.geometry.sectors_per_bank();
         if bank > 1 {
             return Err(FlashError::NoSuchBank { bank });
         }
-        if sector >= sectors {
-            return Err(FlashError::NoSuchSector { bank, sector, sectors });
+        if sectors.end > count || sectors.start > sectors.end {
+            let sector = sectors.end.saturating_sub(1).max(sectors.start);
+            return Err(FlashError::NoSuchSector { bank, sector, sectors: count });
         }
         let size = u64::from(self.geometry.sector_size);
-        let range = self.range(bank, sector * size, size, "erase")?;
+        let len = (sectors.end - sectors.start) * size;
+        let range = self.range(bank, sectors.start * size, len, "erase")?;
         {
             let mut map = lock(&self.map);
             if active(&map) == bank {
                 return Err(FlashError::ActiveBank { bank });
             }
-            let stored = &mut map[range];
             // Erased is 0 on disk; leaving an erased sector alone keeps a
             // sparse file sparse.
-            if stored.iter().any(|&b| b != 0) {
-                stored.fill(0);
+            for stored in map[range].chunks_mut(size as usize) {
+                if stored.iter().any(|&b| b != 0) {
+                    stored.fill(0);
+                }
             }
         }
-        self.spend(self.timing.erase_per_sector, |stats| stats.sectors_erased += 1);
+        let n = sectors.end - sectors.start;
+        let cost = self.timing.erase_per_sector.saturating_mul(n as u32);
+        self.spend(cost, |stats| stats.sectors_erased += n);
         Ok(())
+    }
+
+    /// Whether `bank` holds exactly `data` at `offset` (read, compared, no copy).
+    pub fn holds(&self, bank: u8, offset: u64, data: &[u8]) -> Result<bool, FlashError> {
+        let range = self.range(bank, offset, data.len() as u64, "read")?;
+        let map = lock(&self.map);
+        Ok(map[range].iter().zip(data).all(|(stored, byte)| !stored == *byte))
     }
 
     /// NOR programming: bits only go from 1 to 0. Programming a byte whose
@@ -683,7 +703,15 @@ impl Flash {
                 None
             } else {
                 let now = Instant::now();
-                let start = clock.busy_until.map_or(now, |busy| busy.max(now));
+                // Back to back with the previous operation unless the flash
+                // has been idle: a late wake-up from the last sleep, or the
+                // caller's work between two operations, must not add up to
+                // time the flash was never busy (the device queues its next
+                // command while the current one runs). An idle flash starts now.
+                let start = match clock.busy_until {
+                    Some(busy) if now <= busy + BACK_TO_BACK => busy,
+                    _ => now,
+                };
                 let end = start.checked_add(cost).unwrap_or(start);
                 clock.busy_until = Some(end);
                 Some(end)
@@ -697,6 +725,10 @@ impl Flash {
         }
     }
 }
+
+/// How late an operation may follow the previous one and still count as
+/// back to back: above a sleep's usual overshoot, far below any idle period.
+const BACK_TO_BACK: Duration = Duration::from_millis(2);
 
 fn active(map: &[u8]) -> u8 {
     u8::from(le_u32(map, ACTIVE_AT) == 1)

@@ -1089,10 +1089,12 @@ impl Shared {
         let started = Instant::now();
         let receipt = self.device.receive(data);
         let held = started.elapsed();
-        // The device's NAKs held the link for as long as `receive` took; a
-        // late wake-up of the sleep above is not charged (the next transfer
-        // makes it up), so a fast device leaves the link at its full rate.
-        clock.hold(held);
+        // The device takes the next transfer's packets while it deals with
+        // this one (double buffering): only the part of `receive` beyond one
+        // transfer's wire time held the link (NAKs). So the link runs at the
+        // slower of its rate and the device's. A late wake-up of the sleep
+        // above is not charged either (the next transfer makes it up).
+        clock.hold(held.saturating_sub(cost));
         let mut state = lock(&self.state);
         state.stats.device_held += held;
         match receipt {
