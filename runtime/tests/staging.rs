@@ -279,6 +279,10 @@ impl fw_loader::Handler for Client {
         Ok(UploadState::zeroed())
     }
 
+    fn write(&mut self, _: u64, _: &[u8]) -> Result<u64, IoReturn> {
+        Err(IoReturn::UNSUPPORTED)
+    }
+
     fn abort(&mut self) -> Result<(), IoReturn> {
         let mut device = self.shared.lock();
         device.aborts += 1;

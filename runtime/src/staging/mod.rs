@@ -104,8 +104,12 @@ pub enum Verdict {
 }
 
 /// A dext user client that speaks the staging protocol: the operations a
-/// schema like `fwloader.dextlink` declares.
-pub trait StagingDevice {
+/// schema like `fwloader.dextlink` declares. `Sync`, because the pipeline
+/// makes its submit calls from a thread of its own (every [`Transport`] is
+/// `Sync`, so a generated client is).
+///
+/// [`Transport`]: crate::Transport
+pub trait StagingDevice: Sync {
     /// The schema's slot header struct, written at offset 0 of every slot.
     type Header: FromBytes + IntoBytes + KnownLayout + Immutable;
     /// What a submit completes with (the generated completion struct).

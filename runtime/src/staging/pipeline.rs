@@ -3,8 +3,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake as TaskWake, Waker};
 use std::time::{Duration, Instant};
 
@@ -103,9 +103,23 @@ struct Attempts {
 }
 
 struct InFlight<S> {
-    pending: Pending<S>,
+    /// `None` while the submitter thread is still making the call.
+    pending: Option<Pending<S>>,
     stretch: Stretch,
     attempts: Attempts,
+}
+
+/// What the submitter thread hands back for each slot: the call's result.
+type Submissions<S> = Arc<Mutex<Vec<Option<Result<Pending<S>, Error>>>>>;
+
+/// What polling a slot found.
+enum Polled<S> {
+    /// Nothing yet (or a wake for a submission since replaced).
+    Waiting,
+    /// The submit call itself failed: nothing is in flight on the slot.
+    Refused(Error),
+    /// The completion arrived.
+    Completed(Result<S, Error>),
 }
 
 /// Why one connection's session ended without a summary.
@@ -396,6 +410,14 @@ struct Transfer<'a, 'r, D: StagingDevice> {
     wakers: Vec<Waker>,
     flights: Vec<Option<InFlight<D::Submitted>>>,
     free: Vec<u32>,
+    /// Jobs for the submitter thread: (slot, bytes).
+    jobs: Option<Sender<(u32, u32)>>,
+    submissions: Submissions<D::Submitted>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each update is one assignment: a poisoned lock holds consistent data.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<'a, 'r, D: StagingDevice> Transfer<'a, 'r, D> {
@@ -426,10 +448,43 @@ impl<'a, 'r, D: StagingDevice> Transfer<'a, 'r, D> {
             flights: (0..slots).map(|_| None).collect(),
             // Popped from the end: slot 0 first.
             free: (0..slots).rev().collect(),
+            jobs: None,
+            submissions: Arc::new(Mutex::new((0..slots).map(|_| None).collect())),
         }
     }
 
+    /// Keeps the slots busy until every stretch from `start` on is done.
+    ///
+    /// Submit calls go through a thread of their own, so that staging the
+    /// next slot (reading the file, the CRC) overlaps the call's round trip
+    /// to the dext: with a fast device, that round trip would otherwise be
+    /// as long as the staging itself.
     fn run<P: FnMut(&Progress)>(
+        &mut self,
+        start: u64,
+        progress: &mut P,
+    ) -> Result<(), Interrupted> {
+        let device = self.device;
+        let submissions = Arc::clone(&self.submissions);
+        let wake = self.sender.clone();
+        let (jobs, queue) = mpsc::channel::<(u32, u32)>();
+        self.jobs = Some(jobs);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                for (slot, len) in queue {
+                    let result = device.submit(slot, len);
+                    lock(&submissions)[slot as usize] = Some(result);
+                    let _ = wake.send(Wake::Slot(slot));
+                }
+            });
+            let result = self.transfer(start, progress);
+            // Ends the submitter's queue; the scope waits for its last call.
+            self.jobs = None;
+            result
+        })
+    }
+
+    fn transfer<P: FnMut(&Progress)>(
         &mut self,
         start: u64,
         progress: &mut P,
@@ -468,7 +523,11 @@ impl<'a, 'r, D: StagingDevice> Transfer<'a, 'r, D> {
                 return Err(Interrupted::Failed(UploadError::Cancelled));
             }
             let Wake::Slot(slot) = wake else { continue };
-            let Some(result) = self.poll(slot) else { continue };
+            let result = match self.poll(slot) {
+                Polled::Waiting => continue,
+                Polled::Refused(error) => return Err(interrupted("submit", error)),
+                Polled::Completed(result) => result,
+            };
             let flight = self.flights[slot as usize].take().expect("polled a slot in flight");
             if let Some(bytes) = self.completed(slot, flight, result)? {
                 done += bytes;
@@ -479,14 +538,24 @@ impl<'a, 'r, D: StagingDevice> Transfer<'a, 'r, D> {
         }
     }
 
-    /// Polls slot `slot`'s completion; `None` if it is not there yet (or the
-    /// wake was for a submission that has since been replaced).
-    fn poll(&mut self, slot: u32) -> Option<Result<D::Submitted, Error>> {
-        let flight = self.flights.get_mut(slot as usize)?.as_mut()?;
+    /// Polls slot `slot`: takes the submitter's result if it is back, then
+    /// polls the completion with the slot's waker.
+    fn poll(&mut self, slot: u32) -> Polled<D::Submitted> {
+        let Some(Some(flight)) = self.flights.get_mut(slot as usize) else {
+            return Polled::Waiting;
+        };
+        if flight.pending.is_none() {
+            match lock(&self.submissions)[slot as usize].take() {
+                None => return Polled::Waiting,
+                Some(Err(error)) => return Polled::Refused(error),
+                Some(Ok(pending)) => flight.pending = Some(pending),
+            }
+        }
+        let pending = flight.pending.as_mut().expect("just set");
         let mut context = Context::from_waker(&self.wakers[slot as usize]);
-        match Pin::new(&mut flight.pending).poll(&mut context) {
-            Poll::Ready(result) => Some(result),
-            Poll::Pending => None,
+        match Pin::new(pending).poll(&mut context) {
+            Poll::Ready(result) => Polled::Completed(result),
+            Poll::Pending => Polled::Waiting,
         }
     }
 
@@ -633,6 +702,7 @@ impl<'a, 'r, D: StagingDevice> Transfer<'a, 'r, D> {
         Ok(())
     }
 
+    /// Hands slot `slot` to the submitter thread.
     fn submit(
         &mut self,
         slot: u32,
@@ -640,12 +710,12 @@ impl<'a, 'r, D: StagingDevice> Transfer<'a, 'r, D> {
         attempts: Attempts,
     ) -> Result<(), Interrupted> {
         let len = (self.run.geometry.header_len + stretch.len) as u32;
-        let pending = self.device.submit(slot, len).map_err(|e| interrupted("submit", e))?;
         self.run.transfers += 1;
         self.run.bytes_sent += stretch.len as u64;
-        self.flights[slot as usize] = Some(InFlight { pending, stretch, attempts });
-        // Poll it once from the loop, which registers the slot's waker.
-        let _ = self.sender.send(Wake::Slot(slot));
+        self.flights[slot as usize] = Some(InFlight { pending: None, stretch, attempts });
+        let jobs = self.jobs.as_ref().expect("submitting inside `run`");
+        // The submitter only stops when `run` drops `jobs`.
+        let _ = jobs.send((slot, len));
         Ok(())
     }
 
@@ -660,7 +730,7 @@ impl<'a, 'r, D: StagingDevice> Transfer<'a, 'r, D> {
             }
             match self.wakes.recv_timeout(deadline - now) {
                 Ok(Wake::Slot(slot)) => {
-                    if self.poll(slot).is_some() {
+                    if !matches!(self.poll(slot), Polled::Waiting) {
                         self.flights[slot as usize] = None;
                     }
                 }
