@@ -7,7 +7,7 @@ dextlink::interface!("../tests/schemas/shapes.dextlink");
 #[test]
 fn constants_match_the_schema() {
     assert_eq!(fw_loader::SLOT_COUNT, 8);
-    assert_eq!(fw_loader::METHODS.len(), 5);
+    assert_eq!(fw_loader::METHODS.len(), 6);
     assert_eq!(null_driver::METHODS[2].checks.scalar_input_count, 16);
     assert_eq!(shapes::Mode::from_wire(0xff), Ok(shapes::Mode::Auto));
 }

@@ -80,7 +80,7 @@ fn check_against_fails_on_breaking_changes_and_passes_additive_ones() {
     let additive = dir.join("additive.dextlink");
     std::fs::write(
         &additive,
-        original.replace("    4 => fn abort();", "    4 => fn abort();\n    5 => fn ping();"),
+        original.replace("    4 => fn abort();", "    4 => fn abort();\n    6 => fn ping();"),
     )
     .unwrap();
     let breaking = dir.join("breaking.dextlink");

@@ -15,7 +15,9 @@
 //   ABORT        0x40                   0x04      0      0      0        none
 //
 //   bulk OUT endpoint 0x01: one transfer per submitted slot, the slot's first
-//   `len` bytes (its SlotHeader, then the payload).
+//   `len` bytes (its SlotHeader, then the payload); and one per write, in the
+//   same frame: a SlotHeader {sequence 0, image_offset, length, CRC-32 of
+//   the block} and the block (at most 4096 bytes).
 //
 // The device answers a request it does not know, or one with the wrong
 // length, by stalling the control pipe (USB 2.0 §9.2.7, "Request Error").

@@ -46,14 +46,19 @@
 //   4. The control buffer for the data stages of the vendor requests:
 //      interface->CreateIOBuffer(kIOMemoryDirectionInOut, 64), SetLength,
 //      GetAddressRange.
+//   5. write's bounce buffer, allocated once:
+//      interface->CreateIOBuffer(kIOMemoryDirectionInOut, SLOT_HEADER_SIZE +
+//      4096), SetLength, GetAddressRange (cached).
 //   Any failure undoes what was done (interface closed, actions cancelled)
-//   and returns that error.  Until Start succeeds, and after Stop, every
+//   and returns that error; the buffers and descriptors already made are
+//   released by free().  Until Start succeeds, and after Stop, every
 //   handler and CopyClientMemoryForType answers kIOReturnNotReady.
 //
 // ExternalMethod: straight to the generated fw_loader::ExternalMethod
 //   (selector bounds, handshake, kDispatchTable checks, thunks).  The thunks
 //   have checked every argument before a handler runs: submit's slot <
-//   SLOT_COUNT and 1 <= len <= SLOT_SIZE, begin's ImageInfo size and format.
+//   SLOT_COUNT and 1 <= len <= SLOT_SIZE, begin's ImageInfo size and format,
+//   write's data at most 4096 bytes.
 //
 // Control requests (all synchronous, on the default pipe, with the 64-byte
 // control buffer, timeout 5000 ms): an error from DeviceRequest is returned
@@ -80,6 +85,21 @@
 //                 Returns Abort's error if it failed (ABORT is sent anyway),
 //                 else ABORT's result.  The submits in flight complete
 //                 through SlotTransferComplete with kIOReturnAborted.
+// write(image_offset, data):
+//                 the naive path, without the ring: one call, one
+//                 synchronous transfer.  Empty data -> kIOReturnBadArgument
+//                 (the thunk has checked data_length <= 4096).  The bounce
+//                 buffer gets a SlotHeader {sequence 0, image_offset,
+//                 length = data_length, crc32 = CRC-32 of the data} and the
+//                 data after it; then pipe->IO(bounce, SLOT_HEADER_SIZE +
+//                 data_length, &bytesTransferred, 2000 ms).  A stall (as in
+//                 SlotTransferComplete) calls pipe->ClearStall(true), which
+//                 also aborts the submits in flight (they complete through
+//                 SlotTransferComplete with kIOReturnAborted); a ClearStall
+//                 error is only logged.  IO's error is returned as is; fewer
+//                 bytes than sent -> kIOReturnUnderrun.  Then GET_STATE ->
+//                 acknowledged = state.acknowledged.  IO blocks the default
+//                 queue, so no SlotTransferComplete runs meanwhile.
 //
 // SlotTransferComplete(action, status, actualByteCount, timestamp):
 //   1. The slot is the index in the action's reference; an index out of
@@ -114,7 +134,9 @@
 //   CompleteAsyncIO is dropped, and the actions let go of the user client);
 //   then super::Stop.
 // free(): a completion still held (Stop never ran) is completed with
-//   kIOReturnAborted and released; everything is released.
+//   kIOReturnAborted and released; everything is released (the ring, its
+//   slot descriptors and actions, the control and bounce buffers, the pipe,
+//   the interface).
 //
 // THE STAGING RING
 //
@@ -138,6 +160,14 @@
 // SetLength is called explicitly because the sources disagree on a new
 // buffer's length (zero or its capacity, §5-7), and the sub-descriptors are
 // checked against it.
+//
+// THE BOUNCE BUFFER
+//
+// write's data arrives in the call (an OSData of at most 4096 bytes, or a
+// mapping of the client's memory) and needs a SlotHeader in front of it, so
+// it is copied into a buffer of the dext's own: one CreateIOBuffer at Start
+// (DMA-ready like the ring, §6-5), reused by every write.  ExternalMethod
+// calls never overlap (see BEHAVIOUR), so one buffer is enough.
 
 #ifdef DEXTLINK_DRIVERKIT_SHIM
 #include <dextlink/driverkit_shim.h>
@@ -182,6 +212,56 @@ bool IsStall(IOReturn status)
     return status == kUSBHostReturnPipeStalled || status == kLegacyPipeStalled;
 }
 
+// write's largest block: the schema's `data: &[u8; ..=4096]`, which the
+// generated thunk enforces before HandleWrite runs.
+constexpr uint32_t kWriteMaxBytes = 4096;
+// write's bounce buffer: a SlotHeader, then one block.
+constexpr uint32_t kBounceSize = SLOT_HEADER_SIZE + kWriteMaxBytes;
+static_assert(sizeof(SlotHeader) == SLOT_HEADER_SIZE, "write frames its block with one SlotHeader");
+
+// MARK: - CRC-32
+//
+// The CRC-32 of write's SlotHeader: the IEEE 802.3 one that zlib's crc32()
+// and the Rust side's crc32fast compute (reflected polynomial 0xEDB88320,
+// initial value and final XOR 0xFFFFFFFF).  DriverKit has no zlib and no
+// checksum API, so the dext carries its own: a byte at a time through a
+// 256-entry table, which is plenty for blocks of at most 4 KiB.  The table
+// is constexpr: the compiler builds it once, so it costs no start-up work,
+// no lock and no writable memory in the dext.
+
+struct Crc32Table {
+    uint32_t entries[256];
+
+    constexpr Crc32Table() : entries()
+    {
+        for (uint32_t i = 0; i < 256; ++i) {
+            uint32_t c = i;
+            for (int bit = 0; bit < 8; ++bit) {
+                c = (c & 1U) != 0 ? (c >> 1) ^ 0xEDB88320U : c >> 1;
+            }
+            entries[i] = c;
+        }
+    }
+};
+
+constexpr Crc32Table kCrc32Table;
+
+// A template only so that the check below can run it at compile time on a
+// string literal; the dext calls it with uint8_t.
+template <typename Byte>
+constexpr uint32_t Crc32(const Byte* data, uint32_t length)
+{
+    uint32_t crc = 0xFFFFFFFFU;
+    for (uint32_t i = 0; i < length; ++i) {
+        crc = kCrc32Table.entries[(crc ^ static_cast<uint8_t>(data[i])) & 0xFFU] ^ (crc >> 8);
+    }
+    return crc ^ 0xFFFFFFFFU;
+}
+
+// The standard check value of CRC-32/ISO-HDLC (zlib's crc32("123456789")).
+static_assert(Crc32("123456789", 9) == 0xCBF43926U, "the dext's CRC-32 must be zlib's");
+static_assert(Crc32("", 0) == 0, "the dext's CRC-32 must be zlib's");
+
 }  // namespace
 
 // One staging slot.
@@ -205,6 +285,8 @@ struct FwLoaderUserClient_IVars {
     IOAddressSegment ringRange;
     IOBufferMemoryDescriptor* control;  // the vendor requests' data stages
     IOAddressSegment controlRange;
+    IOBufferMemoryDescriptor* bounce;   // write's SlotHeader and block
+    IOAddressSegment bounceRange;
     FwLoaderSlot slots[SLOT_COUNT];
     // Start succeeded and Stop has not run.
     bool ready;
@@ -358,7 +440,27 @@ void CancelSlotActions(FwLoaderUserClient_IVars* ivars)
     }
 }
 
-// Start's steps 2-4 (see the header comment).
+// A buffer for the pipes (CreateIOBuffer: DMA-ready, §6-5) of `size` bytes,
+// its length set (see "The staging ring") and its address range cached.  A
+// buffer created but unusable stays in *buffer for free() to release.
+kern_return_t CreateTransferBuffer(IOUSBHostInterface* usbInterface, uint64_t size,
+                                   IOBufferMemoryDescriptor** buffer, IOAddressSegment* range)
+{
+    kern_return_t ret = usbInterface->CreateIOBuffer(kIOMemoryDirectionInOut, size, buffer);
+    if (ret != kIOReturnSuccess) {
+        return ret;
+    }
+    ret = (*buffer)->SetLength(size);
+    if (ret == kIOReturnSuccess) {
+        ret = (*buffer)->GetAddressRange(range);
+    }
+    if (ret == kIOReturnSuccess && range->length < size) {
+        ret = kIOReturnNoMemory;
+    }
+    return ret;
+}
+
+// Start's steps 2-5 (see the header comment).
 kern_return_t SetUpTransfers(FwLoaderUserClient* self)
 {
     FwLoaderUserClient_IVars* ivars = self->ivars;
@@ -378,20 +480,9 @@ kern_return_t SetUpTransfers(FwLoaderUserClient* self)
 
     // The staging ring: allocated once, mapped by the client as memory type
     // 0 and handed to the pipe slot by slot.
-    ret = ivars->usbInterface->CreateIOBuffer(kIOMemoryDirectionInOut, fw_loader::kStagingSize, &ivars->ring);
+    ret = CreateTransferBuffer(ivars->usbInterface, fw_loader::kStagingSize, &ivars->ring, &ivars->ringRange);
     if (ret != kIOReturnSuccess) {
-        Log("Start() - Failed to allocate the staging ring with error: 0x%08x.", ret);
-        return ret;
-    }
-    ret = ivars->ring->SetLength(fw_loader::kStagingSize);
-    if (ret == kIOReturnSuccess) {
-        ret = ivars->ring->GetAddressRange(&ivars->ringRange);
-    }
-    if (ret == kIOReturnSuccess && ivars->ringRange.length < fw_loader::kStagingSize) {
-        ret = kIOReturnNoMemory;
-    }
-    if (ret != kIOReturnSuccess) {
-        Log("Start() - The staging ring is unusable: 0x%08x.", ret);
+        Log("Start() - Failed to set up the staging ring with error: 0x%08x.", ret);
         return ret;
     }
 
@@ -418,21 +509,17 @@ kern_return_t SetUpTransfers(FwLoaderUserClient* self)
         memcpy(reference, &slot, sizeof(slot));
     }
 
-    ret = ivars->usbInterface->CreateIOBuffer(kIOMemoryDirectionInOut, fw_loader_device::kControlBufferSize,
-                                              &ivars->control);
+    ret = CreateTransferBuffer(ivars->usbInterface, fw_loader_device::kControlBufferSize, &ivars->control,
+                               &ivars->controlRange);
     if (ret != kIOReturnSuccess) {
-        Log("Start() - Failed to allocate the control buffer with error: 0x%08x.", ret);
+        Log("Start() - Failed to set up the control buffer with error: 0x%08x.", ret);
         return ret;
     }
-    ret = ivars->control->SetLength(fw_loader_device::kControlBufferSize);
-    if (ret == kIOReturnSuccess) {
-        ret = ivars->control->GetAddressRange(&ivars->controlRange);
-    }
-    if (ret == kIOReturnSuccess && ivars->controlRange.length < fw_loader_device::kControlBufferSize) {
-        ret = kIOReturnNoMemory;
-    }
+
+    // write's bounce buffer (see "The bounce buffer").
+    ret = CreateTransferBuffer(ivars->usbInterface, kBounceSize, &ivars->bounce, &ivars->bounceRange);
     if (ret != kIOReturnSuccess) {
-        Log("Start() - The control buffer is unusable: 0x%08x.", ret);
+        Log("Start() - Failed to set up the bounce buffer with error: 0x%08x.", ret);
     }
     return ret;
 }
@@ -555,6 +642,7 @@ void FwLoaderUserClient::free()
             OSSafeReleaseNULL(ivars->slots[slot].transferAction);
             OSSafeReleaseNULL(ivars->slots[slot].buffer);
         }
+        OSSafeReleaseNULL(ivars->bounce);
         OSSafeReleaseNULL(ivars->control);
         OSSafeReleaseNULL(ivars->ring);
         OSSafeReleaseNULL(ivars->pipe);
@@ -714,6 +802,61 @@ kern_return_t fw_loader::HandleAbort(OSObject* target)
     return aborted != kIOReturnSuccess ? aborted : ret;
 }
 
+kern_return_t fw_loader::HandleWrite(OSObject* target, uint64_t image_offset, const uint8_t* data,
+                                     uint32_t data_length, uint64_t* acknowledged)
+{
+    FwLoaderUserClient* self = ReadyUserClient(target);
+    if (self == nullptr) {
+        return kIOReturnNotReady;
+    }
+    // The thunk checked data_length <= 4096; the second test only keeps the
+    // copy below inside the bounce buffer should the schema's bound grow.
+    if (data_length == 0 || data_length > kWriteMaxBytes || data == nullptr) {
+        return kIOReturnBadArgument;
+    }
+    FwLoaderUserClient_IVars* ivars = self->ivars;
+
+    // The block, framed like a slot: its SlotHeader, then the data.
+    SlotHeader header = {};
+    header.sequence = 0;
+    header.image_offset = image_offset;
+    header.length = data_length;
+    header.crc32 = Crc32(data, data_length);
+    uint8_t* bounce = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(ivars->bounceRange.address));
+    memcpy(bounce, &header, sizeof(header));
+    memcpy(bounce + SLOT_HEADER_SIZE, data, data_length);
+    const uint32_t length = SLOT_HEADER_SIZE + data_length;
+
+    uint32_t transferred = 0;
+    kern_return_t ret = ivars->pipe->IO(ivars->bounce, length, &transferred, fw_loader_device::kTransferTimeoutMs);
+    if (IsStall(ret)) {
+        // As in SlotTransferComplete: the endpoint is halted until the stall
+        // is cleared (§6-4); clearing it also aborts the submits in flight.
+        kern_return_t cleared = ivars->pipe->ClearStall(true);
+        if (cleared != kIOReturnSuccess) {
+            Log("write: ClearStall failed with error: 0x%08x.", cleared);
+        }
+    }
+    if (ret != kIOReturnSuccess) {
+        Log("write: IO of %u bytes at image offset %llu failed with error: 0x%08x.", length,
+            static_cast<unsigned long long>(image_offset), ret);
+        return ret;
+    }
+    if (transferred < length) {
+        Log("write: IO moved %u of %u bytes.", transferred, length);
+        return kIOReturnUnderrun;
+    }
+
+    // What the device has received and programmed so far.
+    UploadState state;
+    ret = GetState(ivars, &state);
+    if (ret != kIOReturnSuccess) {
+        return ret;
+    }
+    *acknowledged = state.acknowledged;
+    return kIOReturnSuccess;
+}
+
 // MARK: - Transfer completions
 
 void IMPL(FwLoaderUserClient, SlotTransferComplete)
@@ -800,5 +943,16 @@ OSAction* FwLoaderUserClient::ShimSlotAction(uint32_t slot)
 OSAction* FwLoaderUserClient::ShimSlotCompletion(uint32_t slot)
 {
     return ivars != nullptr && slot < SLOT_COUNT ? ivars->slots[slot].completion : nullptr;
+}
+
+IOBufferMemoryDescriptor* FwLoaderUserClient::ShimBounce()
+{
+    return ivars != nullptr ? ivars->bounce : nullptr;
+}
+
+IOAddressSegment FwLoaderUserClient::ShimBounceRange()
+{
+    IOAddressSegment none = {0, 0};
+    return ivars != nullptr ? ivars->bounceRange : none;
 }
 #endif

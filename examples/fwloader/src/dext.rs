@@ -16,6 +16,9 @@
 //!   complete with `kIOReturnAborted` on their own); then the client's
 //!   completion carries the status, the bytes transferred and the
 //!   bootloader's acknowledged offset.
+//! - `write` (the naive path) frames its data with a slot header in a bounce
+//!   buffer of its own and sends it with a synchronous `IO`, then answers
+//!   with the acknowledged offset.
 //! - `begin`, `finish`, `status`, `abort` are the bootloader's control
 //!   requests (vendor requests on the default pipe in the C++ dext);
 //!   `abort` aborts the pipe first (§6-3: `kIOReturnAborted`).
@@ -25,7 +28,7 @@
 //! - `Stop` (the client closed or died) aborts what it had in flight and
 //!   leaves the upload resumable.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 
 use dextlink::IoReturn;
 use dextlink::server::Arguments;
@@ -34,9 +37,12 @@ use dextlink::sim::{ClientMemory, Driver, SharedMemory, UserClient};
 
 use crate::device::Bootloader;
 use crate::fw_loader::{
-    self, BeginOutput, ImageInfo, SLOT_COUNT, SLOT_SIZE, Status, SubmitCompleter, SubmitCompletion,
-    UploadState,
+    self, BeginOutput, ImageInfo, SLOT_COUNT, SLOT_HEADER_SIZE, SLOT_SIZE, SlotHeader, Status,
+    SubmitCompleter, SubmitCompletion, UploadState,
 };
+
+/// The largest block `write` takes (the schema's `data: &[u8; ..=4096]`).
+const WRITE_MAX: usize = 4096;
 
 /// How long a transfer may take before the pipe reports a timeout.
 pub const TRANSFER_TIMEOUT_MS: u32 = 2000;
@@ -51,6 +57,8 @@ struct Shared {
     ring: Arc<SharedMemory>,
     slots: Vec<IoBuffer>,
     in_flight: Mutex<InFlight>,
+    /// `write`'s bounce buffer (a slot header and one block), one `write` at a time.
+    bounce: Mutex<IoBuffer>,
     next_client: Mutex<u64>,
     transfer_timeout_ms: u32,
 }
@@ -78,6 +86,7 @@ impl FwLoaderDext {
                     .expect("each slot lies inside the ring")
             })
             .collect();
+        let bounce = SharedMemory::new(SLOT_HEADER_SIZE as usize + WRITE_MAX)?;
         Ok(FwLoaderDext {
             shared: Arc::new(Shared {
                 pipe,
@@ -85,6 +94,7 @@ impl FwLoaderDext {
                 ring,
                 slots,
                 in_flight: Mutex::new([None; SLOT_COUNT as usize]),
+                bounce: Mutex::new(IoBuffer::whole(Arc::new(bounce))),
                 next_client: Mutex::new(0),
                 transfer_timeout_ms: TRANSFER_TIMEOUT_MS,
             }),
@@ -217,6 +227,46 @@ impl fw_loader::Handler for FwLoaderUserClient {
         self.shared.pipe.abort(IoReturn::ABORTED);
         self.shared.bootloader.interrupt();
         Ok(())
+    }
+
+    fn write(&mut self, image_offset: u64, data: &[u8]) -> Result<u64, IoReturn> {
+        self.attached()?;
+        if data.is_empty() {
+            return Err(IoReturn::BAD_ARGUMENT);
+        }
+        let bounce = self.shared.bounce.lock().unwrap_or_else(|e| e.into_inner());
+        let header = SlotHeader {
+            sequence: 0,
+            image_offset,
+            length: data.len() as u32,
+            crc32: crc32fast::hash(data),
+        };
+        let memory = bounce.memory();
+        let header_len = SLOT_HEADER_SIZE as usize;
+        if !memory.write(0, zerocopy::IntoBytes::as_bytes(&header))
+            || !memory.write(header_len, data)
+        {
+            return Err(IoReturn::BAD_ARGUMENT);
+        }
+        // `IO`: the synchronous transfer, a queued AsyncIO waited for. The
+        // pipe always completes it (at the latest with the timeout).
+        let len = (header_len + data.len()) as u32;
+        let (done, wait) = mpsc::channel();
+        let on_complete = Box::new(move |status: IoReturn, transferred: u32| {
+            let _ = done.send((status, transferred));
+        });
+        self.shared.pipe.async_io(&bounce, len, self.shared.transfer_timeout_ms, on_complete)?;
+        let (status, transferred) = wait.recv().map_err(|_| IoReturn::ABORTED)?;
+        if status.is_stall() {
+            self.shared.pipe.clear_stall();
+        }
+        if status != IoReturn::SUCCESS {
+            return Err(status);
+        }
+        if transferred < len {
+            return Err(IoReturn::UNDERRUN);
+        }
+        Ok(self.shared.bootloader.acknowledged())
     }
 }
 

@@ -41,6 +41,10 @@
  *     fake IOUSBHostPipes; a test registers the interface's endpoints
  *     (ShimAddEndpoint) and plugs in a fake device for the default control
  *     pipe (dextlink_shim::USBDeviceModel, ShimSetDevice).
+ *   - IO (the synchronous transfer) is answered at once by a fake device
+ *     for the pipe's endpoint (dextlink_shim::USBEndpointModel,
+ *     ShimSetEndpointModel), which sees the bytes and picks the status and
+ *     the byte count.
  *   - AsyncIO only records the request (it stays "pending").  The test plays
  *     the kernel and finishes a request by calling the pipe's
  *     CompleteAsyncIO(action, status, actualByteCount, timestamp): the pipe
@@ -56,6 +60,10 @@
  *     ShimDeliverAborted() when it chooses -- like the queue would, later.
  *   - Single-threaded, like driverkit_shim.h: calls run on the caller's
  *     thread.
+ *   - Failures of resource creation can be injected (shim-only):
+ *     IOUSBHostInterface::ShimFailCreateIOBuffer and
+ *     dextlink_shim::ShimFailSubMemoryDescriptor, so that a test can fail
+ *     each step of a dext's Start.
  *
  * ODR: every function is inline or defined in-class.
  */
@@ -64,7 +72,7 @@
 
 #include <dextlink/driverkit_shim.h>
 
-#define DEXTLINK_USBDRIVERKIT_SHIM_VERSION 1
+#define DEXTLINK_USBDRIVERKIT_SHIM_VERSION 2
 
 /* ======================================================================== */
 /* 1. Status codes and constants                                            */
@@ -134,6 +142,22 @@ public:
 	virtual IOReturn ControlRequest(const IOUSBDeviceRequest &request, uint8_t *data, uint16_t *transferred) = 0;
 };
 
+/*
+ * [runtime] shim-only: the device behind a bulk or interrupt endpoint, for
+ * the synchronous IOUSBHostPipe::IO.  A test implements it and plugs it into
+ * the pipe (ShimSetEndpointModel).  `data` holds `length` bytes: what the
+ * host sends on an OUT endpoint, or room for what the device returns on an
+ * IN one.  Set *transferred to the bytes actually moved (more than `length`
+ * is clipped) and return the transfer's status.  Not an OSObject: the test
+ * owns it and keeps it alive while the pipe points at it.
+ */
+class USBEndpointModel {
+public:
+	virtual ~USBEndpointModel() {}
+	virtual IOReturn Transfer(uint8_t endpointAddress, uint8_t *data, uint32_t length, uint32_t completionTimeoutMs,
+	                          uint32_t *transferred) = 0;
+};
+
 // [runtime] shim-only: one AsyncIO request held by a fake pipe.
 struct ShimAsyncRequest {
 	IOMemoryDescriptor *dataBuffer;          // retained by the pipe while pending
@@ -157,7 +181,8 @@ struct ShimAsyncRequest {
 //         uint32_t dataBufferLength, OSAction *completion, uint32_t completionTimeoutMs);
 //     [runtime] virtual void CompleteAsyncIO(OSAction *action, IOReturn status,
 //         uint32_t actualByteCount, uint64_t completionTimestamp);
-//     kern_return_t IO(...);                                // not modelled
+//     [runtime] virtual kern_return_t IO(IOMemoryDescriptor *dataBuffer,
+//         uint32_t dataBufferLength, uint32_t *bytesTransferred, uint32_t completionTimeoutMs);
 //     [runtime] kern_return_t Abort(IOOptionBits options, kern_return_t withError,
 //         IOService *forClient);
 //     [runtime] virtual kern_return_t ClearStall(bool withRequest);
@@ -166,7 +191,8 @@ struct ShimAsyncRequest {
 //         ShimIsHalted(), ShimAbortCount(), ShimLastAbortOptions(),
 //         ShimLastAbortError(), ShimLastAbortClient(), ShimClearStallCount(),
 //         ShimLastClearStallWithRequest(), ShimUnmatchedCompletions(),
-//         ShimEndpointAddress().
+//         ShimEndpointAddress(), ShimSetEndpointModel(model), ShimIOCount(),
+//         ShimLastIOBuffer(), ShimLastIOLength(), ShimLastIOTimeoutMs().
 //   IOUSBHostInterface (DOCS usbdriverkit-iousbhostinterface.md: inherits from IOService):
 //     [runtime] kern_return_t Open(IOService *forClient, IOOptionBits options, uint8_t *arg);
 //     [runtime] kern_return_t Close(IOService *forClient, IOOptionBits options);
@@ -179,7 +205,8 @@ struct ShimAsyncRequest {
 //     shim-only: ShimAddEndpoint(address), ShimSetDevice(device), ShimPipe(address),
 //         ShimIsOpen(), ShimOpenClient(), ShimOpenCount(), ShimCloseCount(),
 //         ShimIOBufferCount(), ShimIOBuffer(i), ShimIOBufferOptions(i),
-//         ShimIOBufferCapacity(i), ShimDeviceRequestCount(), ShimLastDeviceRequest(),
+//         ShimIOBufferCapacity(i), ShimFailCreateIOBuffer(after, ret),
+//         ShimDeviceRequestCount(), ShimLastDeviceRequest(),
 //         ShimLastDeviceRequestTimeoutMs().
 
 class IOUSBHostPipe : public OSObject {
@@ -214,10 +241,27 @@ public:
 	virtual void CompleteAsyncIO(OSAction *action, IOReturn status, uint32_t actualByteCount,
 	                             uint64_t completionTimestamp);
 
-	// driverkit-facts §6 (usbdriverkit-iousbhostpipe-io.md), verbatim.
-	// Not modelled: kIOReturnUnsupported (shim-only).
-	kern_return_t IO(IOMemoryDescriptor * dataBuffer, uint32_t dataBufferLength,
-	                 uint32_t * bytesTransferred, uint32_t completionTimeoutMs);
+	// driverkit-facts §6 (usbdriverkit-iousbhostpipe-io.md), verbatim but
+	// for `virtual`, which DOCS usbdriverkit-iousbhostpipe-io.md shows:
+	// "Performs a synchronous request on a bulk or interrupt endpoint";
+	// bytesTransferred "contains the number of bytes that were actually
+	// transferred".
+	// [runtime] *bytesTransferred (when not NULL) is set to 0 first.
+	// Refused before the device sees anything:
+	//   - dataBuffer NULL -> kIOReturnBadArgument (UNVERIFIED: code);
+	//   - dataBufferLength > the descriptor's length -> kIOReturnBadArgument
+	//     (the kernel twin's "Must be <= dataBuffer->getLength()", §6-4;
+	//     UNVERIFIED: code, and that IO checks it like AsyncIO);
+	//   - no USBEndpointModel plugged in -> kIOReturnNoDevice (shim-only).
+	// Otherwise the call is recorded (ShimIOCount, ShimLastIO...) and the
+	// model gets the descriptor's first dataBufferLength bytes; its status is
+	// returned and its byte count (clipped to dataBufferLength) stored in
+	// *bytesTransferred, also on error.  As with CompleteAsyncIO, an error
+	// other than a timeout or an abort leaves the endpoint halted until
+	// ClearStall (§6-4).  A halted pipe still takes the call (UNVERIFIED),
+	// and pending AsyncIO requests are left alone.
+	virtual kern_return_t IO(IOMemoryDescriptor * dataBuffer, uint32_t dataBufferLength,
+	                         uint32_t * bytesTransferred, uint32_t completionTimeoutMs);
 
 	// driverkit-facts §6 (usbdriverkit-iousbhostpipe-abort.md), verbatim.
 	// DOCS usbdriverkit-iousbhostpipe-abort.md on forClient: "Specify a non
@@ -267,13 +311,21 @@ public:
 	bool ShimLastClearStallWithRequest() const { return last_clear_stall_with_request_; }
 	uint32_t ShimUnmatchedCompletions() const { return unmatched_completions_; }
 	uint8_t ShimEndpointAddress() const { return address_; }
+	// The fake device IO talks to (NULL: IO answers kIOReturnNoDevice).
+	void ShimSetEndpointModel(dextlink_shim::USBEndpointModel *model) { endpoint_model_ = model; }
+	uint32_t ShimIOCount() const { return io_count_; }   // IO calls that reached the model
+	// The last such call's dataBuffer (identity only), length and timeout.
+	const IOMemoryDescriptor *ShimLastIOBuffer() const { return last_io_buffer_; }
+	uint32_t ShimLastIOLength() const { return last_io_length_; }
+	uint32_t ShimLastIOTimeoutMs() const { return last_io_timeout_; }
 
 protected:
 	explicit IOUSBHostPipe(uint8_t address)
 		: address_(address), pending_(), pending_count_(0), async_io_count_(0),
 		  fail_next_async_io_(kIOReturnSuccess), halted_(false), abort_count_(0), last_abort_options_(0),
 		  last_abort_error_(kIOReturnSuccess), last_abort_client_(nullptr), clear_stall_count_(0),
-		  last_clear_stall_with_request_(false), unmatched_completions_(0) {}
+		  last_clear_stall_with_request_(false), unmatched_completions_(0), endpoint_model_(nullptr), io_count_(0),
+		  last_io_buffer_(nullptr), last_io_length_(0), last_io_timeout_(0) {}
 	void free() override;
 
 private:
@@ -297,6 +349,11 @@ private:
 	uint32_t                        clear_stall_count_;
 	bool                            last_clear_stall_with_request_;
 	uint32_t                        unmatched_completions_;
+	dextlink_shim::USBEndpointModel *endpoint_model_;
+	uint32_t                        io_count_;
+	const IOMemoryDescriptor       *last_io_buffer_;
+	uint32_t                        last_io_length_;
+	uint32_t                        last_io_timeout_;
 };
 
 class IOUSBHostInterface : public IOService {
@@ -306,6 +363,7 @@ public:
 	IOUSBHostInterface()
 		: endpoints_(), endpoint_count_(), pipes_(), device_(nullptr), open_client_(nullptr), open_count_(0),
 		  close_count_(0), io_buffers_(), io_buffer_options_(), io_buffer_capacity_(), io_buffer_count_(0),
+		  io_buffer_successes_before_failure_(UINT32_MAX), io_buffer_failure_(kIOReturnSuccess),
 		  device_request_count_(0), last_device_request_(), last_device_request_timeout_(0) {}
 
 	// DOCS usbdriverkit-iousbhostinterface-open.md, verbatim
@@ -335,7 +393,9 @@ public:
 	// driverkit-facts §6 (usbdriverkit-iousbhostinterface-createiobuffer.md),
 	// verbatim.  [runtime] IOBufferMemoryDescriptor::Create(options,
 	// capacity, 0, buffer) -- its option and size rules (driverkit-facts
-	// §5-7); the call is remembered for ShimIOBuffer().
+	// §5-7); the call is remembered for ShimIOBuffer().  A failure injected
+	// with ShimFailCreateIOBuffer() returns its code with *buffer NULL
+	// (shim-only).
 	kern_return_t CreateIOBuffer(IOOptionBits options, uint64_t capacity, IOBufferMemoryDescriptor ** buffer);
 
 	// DOCS usbdriverkit-iousbhostinterface-devicerequest.md, verbatim: "Sends
@@ -371,6 +431,13 @@ public:
 	}
 	IOOptionBits ShimIOBufferOptions(uint32_t i) const { return i < io_buffer_count_ ? io_buffer_options_[i] : 0; }
 	uint64_t ShimIOBufferCapacity(uint32_t i) const { return i < io_buffer_count_ ? io_buffer_capacity_[i] : 0; }
+	// After `after` more successful CreateIOBuffer calls, the next one fails
+	// with `ret`, once (kIOReturnSuccess cancels).
+	void ShimFailCreateIOBuffer(uint32_t after, IOReturn ret)
+	{
+		io_buffer_successes_before_failure_ = ret != kIOReturnSuccess ? after : UINT32_MAX;
+		io_buffer_failure_ = ret;
+	}
 	uint32_t ShimDeviceRequestCount() const { return device_request_count_; }
 	IOUSBDeviceRequest ShimLastDeviceRequest() const { return last_device_request_; }
 	uint32_t ShimLastDeviceRequestTimeoutMs() const { return last_device_request_timeout_; }
@@ -390,6 +457,8 @@ private:
 	IOOptionBits                    io_buffer_options_[dextlink_shim::kShimMaxIOBuffers];
 	uint64_t                        io_buffer_capacity_[dextlink_shim::kShimMaxIOBuffers];
 	uint32_t                        io_buffer_count_;
+	uint32_t                        io_buffer_successes_before_failure_;   // UINT32_MAX: none
+	IOReturn                        io_buffer_failure_;
 	uint32_t                        device_request_count_;
 	IOUSBDeviceRequest              last_device_request_;
 	uint32_t                        last_device_request_timeout_;
@@ -421,11 +490,37 @@ private:
 //     kIOReturnBadArgument;
 //   - length 0 -> kIOReturnBadArgument (shim: xnu would build an empty
 //     descriptor; UNVERIFIED);
-//   - memory NULL -> kIOReturnBadArgument (shim: real DriverKit would crash).
+//   - memory NULL -> kIOReturnBadArgument (shim: real DriverKit would crash);
+//   - a failure injected with dextlink_shim::ShimFailSubMemoryDescriptor
+//     (shim-only) -> its code, *memory NULL.
 // The sub-descriptor shares the parent's bytes (no copy) and keeps the
 // parent alive (xnu IOSubMemoryDescriptor retains its parent).
 
 namespace dextlink_shim {
+
+// shim-only: the injected CreateSubMemoryDescriptor failure (one for the
+// whole program; a function-local static so that every translation unit
+// shares it).
+struct SubMemoryDescriptorFault {
+	uint32_t successesBeforeFailure;   // UINT32_MAX: none
+	IOReturn failure;
+};
+
+inline SubMemoryDescriptorFault &
+ShimSubMemoryDescriptorFault()
+{
+	static SubMemoryDescriptorFault fault = {UINT32_MAX, kIOReturnSuccess};
+	return fault;
+}
+
+// shim-only: after `after` more successful CreateSubMemoryDescriptor calls,
+// the next one fails with `ret`, once (kIOReturnSuccess cancels).
+inline void
+ShimFailSubMemoryDescriptor(uint32_t after, IOReturn ret)
+{
+	ShimSubMemoryDescriptorFault().successesBeforeFailure = ret != kIOReturnSuccess ? after : UINT32_MAX;
+	ShimSubMemoryDescriptorFault().failure = ret;
+}
 
 class SubMemoryDescriptor : public IOMemoryDescriptor {
 public:
@@ -464,6 +559,13 @@ SubMemoryDescriptor::Create(uint64_t options, uint64_t offset, uint64_t length, 
 		return kIOReturnBadArgument;   // shim: real DriverKit would crash
 	}
 	*memory = nullptr;
+	SubMemoryDescriptorFault &fault = ShimSubMemoryDescriptorFault();
+	if (fault.successesBeforeFailure == 0) {
+		IOReturn injected = fault.failure;
+		fault.successesBeforeFailure = UINT32_MAX;
+		fault.failure = kIOReturnSuccess;
+		return injected;   // shim-only
+	}
 	if (ofDescriptor == nullptr) {
 		return kIOReturnBadArgument;   // xnu CreateSubMemoryDescriptor_Impl
 	}
@@ -495,6 +597,9 @@ SubMemoryDescriptor::Create(uint64_t options, uint64_t offset, uint64_t length, 
 		return kIOReturnNoMemory;
 	}
 	*memory = sub;
+	if (fault.successesBeforeFailure != UINT32_MAX) {
+		fault.successesBeforeFailure--;
+	}
 	return kIOReturnSuccess;
 }
 
@@ -607,13 +712,48 @@ inline kern_return_t
 IOUSBHostPipe::IO(IOMemoryDescriptor *dataBuffer, uint32_t dataBufferLength, uint32_t *bytesTransferred,
                   uint32_t completionTimeoutMs)
 {
-	(void)dataBuffer;
-	(void)dataBufferLength;
-	(void)completionTimeoutMs;
 	if (bytesTransferred != nullptr) {
 		*bytesTransferred = 0;
 	}
-	return kIOReturnUnsupported;   // shim-only: not modelled
+	if (dataBuffer == nullptr) {
+		return kIOReturnBadArgument;   // UNVERIFIED: code
+	}
+	uint64_t length = 0;
+	if (dataBuffer->GetLength(&length) != kIOReturnSuccess || (uint64_t)dataBufferLength > length) {
+		return kIOReturnBadArgument;   // driverkit-facts §6-4; UNVERIFIED: code
+	}
+	if (endpoint_model_ == nullptr) {
+		return kIOReturnNoDevice;   // shim-only
+	}
+	IOMemoryMap *map = nullptr;
+	uint8_t *data = nullptr;
+	if (dataBufferLength != 0) {
+		if (dataBuffer->CreateMapping(0, 0, 0, dataBufferLength, 0, &map) != kIOReturnSuccess || map == nullptr) {
+			OSSafeReleaseNULL(map);
+			return kIOReturnNoMemory;   // shim
+		}
+		data = reinterpret_cast<uint8_t *>((uintptr_t)map->GetAddress());
+	}
+	io_count_++;
+	last_io_buffer_ = dataBuffer;
+	last_io_length_ = dataBufferLength;
+	last_io_timeout_ = completionTimeoutMs;
+
+	uint32_t transferred = 0;
+	IOReturn status = endpoint_model_->Transfer(address_, data, dataBufferLength, completionTimeoutMs, &transferred);
+	if (transferred > dataBufferLength) {
+		transferred = dataBufferLength;
+	}
+	// Any IO error other than a timeout halts a bulk endpoint until
+	// ClearStall (driverkit-facts §6-4), as in CompleteAsyncIO.
+	if (status != kIOReturnSuccess && status != kIOReturnTimeout && status != kIOReturnAborted) {
+		halted_ = true;
+	}
+	if (bytesTransferred != nullptr) {
+		*bytesTransferred = transferred;
+	}
+	OSSafeReleaseNULL(map);
+	return status;
 }
 
 inline kern_return_t
@@ -742,8 +882,23 @@ IOUSBHostInterface::CopyPipe(uint8_t address, IOUSBHostPipe **pipe)
 inline kern_return_t
 IOUSBHostInterface::CreateIOBuffer(IOOptionBits options, uint64_t capacity, IOBufferMemoryDescriptor **buffer)
 {
+	if (io_buffer_successes_before_failure_ == 0) {
+		IOReturn injected = io_buffer_failure_;
+		io_buffer_successes_before_failure_ = UINT32_MAX;
+		io_buffer_failure_ = kIOReturnSuccess;
+		if (buffer != nullptr) {
+			*buffer = nullptr;
+		}
+		return injected;   // shim-only
+	}
 	kern_return_t ret = IOBufferMemoryDescriptor::Create(options, capacity, 0, buffer);
-	if (ret == kIOReturnSuccess && io_buffer_count_ < dextlink_shim::kShimMaxIOBuffers) {
+	if (ret != kIOReturnSuccess) {
+		return ret;
+	}
+	if (io_buffer_successes_before_failure_ != UINT32_MAX) {
+		io_buffer_successes_before_failure_--;
+	}
+	if (io_buffer_count_ < dextlink_shim::kShimMaxIOBuffers) {
 		io_buffers_[io_buffer_count_] = *buffer;
 		io_buffer_options_[io_buffer_count_] = options;
 		io_buffer_capacity_[io_buffer_count_] = capacity;

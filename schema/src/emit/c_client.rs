@@ -787,7 +787,7 @@ mod tests {
         assert!(h.contains("FW_LOADER_STATIC_ASSERT(FW_LOADER_ALIGNOF(FwLoaderImageInfo) == 8,"));
         assert!(h.contains("    FW_LOADER_SELECTOR_BEGIN = 0,"));
         assert!(h.contains("    FW_LOADER_SELECTOR_ABORT = 4,"));
-        assert!(h.contains("    FW_LOADER_SELECTOR_COUNT = 5\n};"));
+        assert!(h.contains("    FW_LOADER_SELECTOR_COUNT = 6\n};"));
         assert!(h.contains("FW_LOADER_MEMORY_STAGING = 0,"));
         assert!(h.contains("#define FW_LOADER_MEMORY_STAGING_SIZE UINT64_C(8388608)"));
         // The submit comment lists arguments in call order, with ranges.

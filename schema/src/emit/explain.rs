@@ -432,7 +432,7 @@ mod tests {
     #[test]
     fn fwloader_text() {
         let t = text(&fwloader());
-        assert!(t.starts_with("FwLoader: dispatch table, 5 entries\n"));
+        assert!(t.starts_with("FwLoader: dispatch table, 6 entries\n"));
         let submit = text_row(&t, "1", "submit");
         assert_eq!(
             submit,

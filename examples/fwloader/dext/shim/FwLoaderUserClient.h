@@ -21,6 +21,9 @@
 //     Dispatch, here through the shim's OSAction::ShimInvoke, which the fake
 //     IOUSBHostPipe::CompleteAsyncIO calls;
 //   - OSDynamicCast support (the shim uses dynamic_cast, so nothing to do).
+// Also here, shim-only: the test hooks (Shim…), among them
+// ShimFailActionCreation, which makes one CreateActionSlotTransferComplete
+// fail so that a test can fail Start at its slot actions.
 // Start/Stop are the shim's IOService::Start_Impl/Stop_Impl overrides.
 
 #ifndef FwLoaderUserClient_h
@@ -69,6 +72,15 @@ public:
 
     kern_return_t CreateActionSlotTransferComplete(size_t referenceSize, OSAction** action)
     {
+        if (shimActionSuccessesBeforeFailure == 0) {
+            const kern_return_t injected = shimActionFailure;
+            ShimFailActionCreation(0, kIOReturnSuccess);
+            *action = nullptr;
+            return injected;
+        }
+        if (shimActionSuccessesBeforeFailure != UINT32_MAX) {
+            --shimActionSuccessesBeforeFailure;
+        }
         kern_return_t ret = OSAction::Create(this, FwLoaderUserClient_SlotTransferComplete_ID,
                                              IOUSBHostPipe_CompleteAsyncIO_ID, referenceSize, action);
         if (ret == kIOReturnSuccess) {
@@ -88,6 +100,17 @@ public:
     // The client's submit completion the slot holds while its transfer is in
     // flight.
     OSAction* ShimSlotCompletion(uint32_t slot);
+    // write's bounce buffer and the address range cached for it.
+    IOBufferMemoryDescriptor* ShimBounce();
+    IOAddressSegment ShimBounceRange();
+
+    // After `after` more CreateActionSlotTransferComplete calls, the next
+    // one fails with `ret`, once (kIOReturnSuccess cancels).
+    void ShimFailActionCreation(uint32_t after, kern_return_t ret)
+    {
+        shimActionSuccessesBeforeFailure = ret != kIOReturnSuccess ? after : UINT32_MAX;
+        shimActionFailure = ret;
+    }
 
 protected:
     kern_return_t Start_Impl(FwLoaderUserClient_Start_Args) override;
@@ -96,6 +119,9 @@ protected:
     void SlotTransferComplete_Impl(FwLoaderUserClient_SlotTransferComplete_Args);
 
 private:
+    uint32_t shimActionSuccessesBeforeFailure = UINT32_MAX;
+    kern_return_t shimActionFailure = kIOReturnSuccess;
+
     // CompleteAsyncIO(action, status, actualByteCount, completionTimestamp)
     // arriving at the action: three arguments after the action.
     static void DispatchSlotTransferComplete(OSObject* target, OSAction* action, const uint64_t* args,

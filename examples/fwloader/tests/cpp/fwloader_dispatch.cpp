@@ -20,8 +20,12 @@
 // client's values (transferred, acknowledged); timeouts and GET_STATE
 // failures; a stall -> ClearStall(true) and the other transfers aborted;
 // abort -> Abort(kIOUSBAbortSynchronous, kIOReturnAborted, NULL) before the
-// ABORT request; finish and status; a misbehaving device; Stop with
-// completions held -> each completed with kIOReturnAborted; failed Starts.
+// ABORT request; finish and status; a misbehaving device; write (the bounce
+// buffer, the SlotHeader with its CRC-32 against the standard check value,
+// the synchronous IO a FakeBulkEndpoint answers, the acknowledged offset,
+// empty and over-4096 blocks refused, a stall -> ClearStall, a short IO ->
+// kIOReturnUnderrun); Stop with completions held -> each completed with
+// kIOReturnAborted; Starts failing at each resource they create.
 //
 // Built by examples/fwloader/tests/dext_sources.rs together with
 // dext/FwLoaderUserClient.cpp (a separate translation unit), with
@@ -47,6 +51,7 @@ using fw_loader::ImageFormat;
 using fw_loader::ImageInfo;
 using fw_loader::Selector;
 using fw_loader::SLOT_COUNT;
+using fw_loader::SLOT_HEADER_SIZE;
 using fw_loader::SLOT_SIZE;
 using fw_loader::SlotHeader;
 using fw_loader::Status;
@@ -179,6 +184,70 @@ private:
 };
 
 // ---------------------------------------------------------------------------
+// The device's bulk OUT endpoint, for write's synchronous IO
+// ---------------------------------------------------------------------------
+
+// write's largest block (the schema's `data: &[u8; ..=4096]`).
+static const uint32_t kWriteMax = 4096;
+
+class FakeBulkEndpoint final : public dextlink_shim::USBEndpointModel {
+public:
+    // The last transfer, as the device saw it.
+    uint8_t endpoint = 0;
+    uint32_t length = 0;
+    uint32_t timeoutMs = 0;
+    const uint8_t* address = nullptr;   // where the bytes were (identity only)
+    uint8_t bytes[SLOT_HEADER_SIZE + kWriteMax] = {};
+    // The answer: this status, and the whole length moved less `shortBy`.
+    IOReturn status = kIOReturnSuccess;
+    uint32_t shortBy = 0;
+    // On success the device acknowledges the block: acknowledged = its
+    // image_offset + length.
+    FakeBootloader* device = nullptr;
+
+    IOReturn Transfer(uint8_t endpointAddress, uint8_t* data, uint32_t dataLength, uint32_t completionTimeoutMs,
+                      uint32_t* transferred) override
+    {
+        endpoint = endpointAddress;
+        length = dataLength;
+        timeoutMs = completionTimeoutMs;
+        address = data;
+        memset(bytes, 0, sizeof(bytes));
+        if (data != nullptr) {
+            memcpy(bytes, data, dataLength < sizeof(bytes) ? dataLength : sizeof(bytes));
+        }
+        *transferred = dataLength > shortBy ? dataLength - shortBy : 0;
+        if (status == kIOReturnSuccess && device != nullptr && dataLength >= sizeof(SlotHeader)) {
+            SlotHeader header;
+            memcpy(&header, data, sizeof(header));
+            device->state.acknowledged = header.image_offset + header.length;
+        }
+        return status;
+    }
+
+    SlotHeader header() const
+    {
+        SlotHeader h;
+        memcpy(&h, bytes, sizeof(h));
+        return h;
+    }
+};
+
+// The test's own CRC-32 (zlib's), bit by bit without a table: an independent
+// check of the dext's table-driven one.
+static uint32_t referenceCrc32(const uint8_t* data, size_t length)
+{
+    uint32_t crc = 0xFFFFFFFFU;
+    for (size_t i = 0; i < length; i++) {
+        crc ^= data[i];
+        for (int bit = 0; bit < 8; bit++) {
+            crc = (crc >> 1) ^ (0xEDB88320U & (0U - (crc & 1U)));
+        }
+    }
+    return ~crc;
+}
+
+// ---------------------------------------------------------------------------
 // The user client, recording every completion it sends
 // ---------------------------------------------------------------------------
 
@@ -293,6 +362,21 @@ static IOReturn abortUpload(FwLoaderUserClient* uc)
     return call.invoke(uc);
 }
 
+// write(image_offset, data); `size` 0 sends no structure input at all.
+static IOReturn writeBlock(FwLoaderUserClient* uc, uint64_t offset, const void* data, size_t size,
+                           uint64_t* acknowledged)
+{
+    const uint64_t in[1] = {offset};
+    CallBuilder call(sel(Selector::Write));
+    call.scalarsIn(in, 1).scalarsOut(1);
+    if (size != 0) {
+        call.structIn(data, size);
+    }
+    IOReturn ret = call.invoke(uc);
+    *acknowledged = call.outScalars[0];
+    return ret;
+}
+
 // The address a descriptor's bytes start at (through a mapping).
 static uint64_t addressOf(IOMemoryDescriptor* md, uint64_t* length)
 {
@@ -339,14 +423,28 @@ static void testStart(RecordingUserClient* uc, IOUSBHostInterface* usb)
     CHECK(uc->ShimPipe() == usb->ShimPipe(device::kBulkOutEndpoint));
     CHECK(usb->ShimPipe(0x81) == nullptr);   // only the bulk OUT pipe is used
 
-    // Two CreateIOBuffer calls: the ring, then the control buffer.
-    CHECK_EQ(usb->ShimIOBufferCount(), 2);
+    // Three CreateIOBuffer calls: the ring, the control buffer, write's
+    // bounce buffer.
+    CHECK_EQ(usb->ShimIOBufferCount(), 3);
     CHECK(usb->ShimIOBuffer(0) == uc->ShimRing());
     CHECK_EQ(usb->ShimIOBufferOptions(0), kIOMemoryDirectionInOut);
     CHECK_EQ(usb->ShimIOBufferCapacity(0), SLOT_COUNT * static_cast<uint64_t>(SLOT_SIZE));
     CHECK_EQ(usb->ShimIOBufferCapacity(0), fw_loader::kStagingSize);
     CHECK_EQ(usb->ShimIOBufferOptions(1), kIOMemoryDirectionInOut);
     CHECK_EQ(usb->ShimIOBufferCapacity(1), device::kControlBufferSize);
+    CHECK(usb->ShimIOBuffer(2) == uc->ShimBounce());
+    CHECK_EQ(usb->ShimIOBufferOptions(2), kIOMemoryDirectionInOut);
+    CHECK_EQ(usb->ShimIOBufferCapacity(2), SLOT_HEADER_SIZE + kWriteMax);
+    {
+        // Its length set and its range cached at Start.
+        uint64_t bounceLength = 0;
+        CHECK(uc->ShimBounce() != nullptr && uc->ShimBounce()->GetLength(&bounceLength) == kIOReturnSuccess);
+        CHECK_EQ(bounceLength, SLOT_HEADER_SIZE + kWriteMax);
+        uint64_t mappedLength = 0;
+        CHECK_EQ(uc->ShimBounceRange().address, addressOf(uc->ShimBounce(), &mappedLength));
+        CHECK(uc->ShimBounceRange().address != 0);
+        CHECK_EQ(uc->ShimBounceRange().length, SLOT_HEADER_SIZE + kWriteMax);
+    }
 
     // The slots: a sub-descriptor of the ring each, its range cached, an
     // action each with the slot's index.
@@ -809,6 +907,138 @@ static void testFinishAndStatus(RecordingUserClient* uc, FakeBootloader* dev)
 }
 
 // ---------------------------------------------------------------------------
+// write: the bounce buffer, IO, the acknowledged offset
+// ---------------------------------------------------------------------------
+
+// The last IO carried `data` at `offset` in the bounce buffer, framed by its
+// SlotHeader.
+static void checkWritten(FwLoaderUserClient* uc, const FakeBulkEndpoint* ep, uint64_t offset, const uint8_t* data,
+                         uint32_t size)
+{
+    IOUSBHostPipe* pipe = uc->ShimPipe();
+    CHECK(pipe->ShimLastIOBuffer() == uc->ShimBounce());
+    CHECK_EQ(pipe->ShimLastIOLength(), SLOT_HEADER_SIZE + size);
+    CHECK_EQ(pipe->ShimLastIOTimeoutMs(), device::kTransferTimeoutMs);
+    CHECK_EQ(ep->endpoint, device::kBulkOutEndpoint);
+    CHECK_EQ(ep->length, SLOT_HEADER_SIZE + size);
+    CHECK_EQ(ep->timeoutMs, device::kTransferTimeoutMs);
+    CHECK_EQ(reinterpret_cast<uintptr_t>(ep->address), uc->ShimBounceRange().address);
+    const SlotHeader header = ep->header();
+    CHECK_EQ(header.sequence, 0);
+    CHECK_EQ(header.image_offset, offset);
+    CHECK_EQ(header.length, size);
+    CHECK_EQ(header.crc32, referenceCrc32(data, size));
+    CHECK(memcmp(ep->bytes + SLOT_HEADER_SIZE, data, size) == 0);
+}
+
+static void testWrite(RecordingUserClient* uc, FakeBootloader* dev, FakeBulkEndpoint* ep)
+{
+    IOUSBHostPipe* pipe = uc->ShimPipe();
+    CHECK_EQ(pipe->ShimPendingCount(), 0);
+    uint64_t acknowledged = 0;
+
+    // The standard check value: CRC-32("123456789") = 0xCBF43926.
+    static const char kCheck[] = "123456789";
+    const uint8_t* check = reinterpret_cast<const uint8_t*>(kCheck);
+    CHECK_EQ(referenceCrc32(check, 9), 0xCBF43926U);
+    uint32_t ios = pipe->ShimIOCount();
+    uint32_t getStates = dev->count(device::kRequestGetState);
+    const uint32_t asyncIOs = pipe->ShimAsyncIOCount();
+    CHECK_EQ(writeBlock(uc, 0x1000, kCheck, 9, &acknowledged), kIOReturnSuccess);
+    CHECK_EQ(pipe->ShimIOCount(), ios + 1);
+    checkWritten(uc, ep, 0x1000, check, 9);
+    CHECK_EQ(ep->header().crc32, 0xCBF43926U);
+    // The device's acknowledged offset, read with GET_STATE after the IO.
+    CHECK_EQ(dev->count(device::kRequestGetState), getStates + 1);
+    CHECK_EQ(acknowledged, 0x1009);
+    CHECK_EQ(pipe->ShimAsyncIOCount(), asyncIOs);   // not through the ring
+    CHECK_EQ(pipe->ShimPendingCount(), 0);
+
+    // The largest block; the bounce buffer is reused.
+    static uint8_t block[kWriteMax + 1];
+    for (uint32_t i = 0; i < sizeof(block); i++) {
+        block[i] = static_cast<uint8_t>((i * 7U + 3U) ^ (i >> 8));
+    }
+    const uint32_t buffers = uc->ShimInterface()->ShimIOBufferCount();
+    CHECK_EQ(writeBlock(uc, 0x20000, block, kWriteMax, &acknowledged), kIOReturnSuccess);
+    checkWritten(uc, ep, 0x20000, block, kWriteMax);
+    CHECK_EQ(acknowledged, 0x20000 + kWriteMax);
+    // ... and a shorter one after it: only its own bytes go out.
+    CHECK_EQ(writeBlock(uc, 0x21000, block + 1, 100, &acknowledged), kIOReturnSuccess);
+    checkWritten(uc, ep, 0x21000, block + 1, 100);
+    CHECK_EQ(acknowledged, 0x21000 + 100);
+    CHECK_EQ(uc->ShimInterface()->ShimIOBufferCount(), buffers);
+
+    // Refused, nothing sent: empty data (the handler), over 4096 bytes (the
+    // generated thunk, before the handler), no scalar output (the table).
+    ios = pipe->ShimIOCount();
+    getStates = dev->count(device::kRequestGetState);
+    acknowledged = 99;
+    CHECK_EQ(writeBlock(uc, 0, nullptr, 0, &acknowledged), kIOReturnBadArgument);
+    CHECK_EQ(acknowledged, 0);
+    CHECK_EQ(writeBlock(uc, 0, block, kWriteMax + 1, &acknowledged), kIOReturnBadArgument);
+    {
+        const uint64_t in[1] = {0};
+        CallBuilder call(sel(Selector::Write));
+        call.scalarsIn(in, 1).structIn(block, 16);
+        CHECK_EQ(call.invoke(uc), kIOReturnBadArgument);
+    }
+    CHECK_EQ(pipe->ShimIOCount(), ios);
+    CHECK_EQ(dev->count(device::kRequestGetState), getStates);
+
+    // A stall: ClearStall(true), the stall code back to the client, no
+    // GET_STATE; a submit in flight is aborted by the ClearStall and
+    // completes on its own with kIOReturnAborted.
+    CHECK_EQ(submit(uc, 2, 0x100, 0x600), kIOReturnSuccess);
+    const uint32_t clears = pipe->ShimClearStallCount();
+    const uint32_t sent = uc->recordCount;
+    ep->status = kUSBHostReturnPipeStalled;
+    CHECK_EQ(writeBlock(uc, 0x30000, block, 64, &acknowledged), kUSBHostReturnPipeStalled);
+    CHECK_EQ(pipe->ShimIOCount(), ios + 1);
+    CHECK_EQ(pipe->ShimClearStallCount(), clears + 1);
+    CHECK(pipe->ShimLastClearStallWithRequest());
+    CHECK(!pipe->ShimIsHalted());
+    CHECK_EQ(dev->count(device::kRequestGetState), getStates);
+    CHECK(pipe->ShimPending(0) != nullptr && pipe->ShimPending(0)->aborted);
+    CHECK_EQ(pipe->ShimDeliverAborted(kTimestamp), 1);
+    CHECK_EQ(uc->recordCount, sent + 1);
+    checkSent(uc, sent, 0x600, kIOReturnAborted, 0, 0);
+    // The legacy stall code too (§6-7).
+    ep->status = kIOUSBPipeStalled;
+    CHECK_EQ(writeBlock(uc, 0x30000, block, 64, &acknowledged), kIOUSBPipeStalled);
+    CHECK_EQ(pipe->ShimClearStallCount(), clears + 2);
+
+    // Another error: passed on, no ClearStall, no GET_STATE.
+    ep->status = kIOReturnTimeout;
+    CHECK_EQ(writeBlock(uc, 0x30000, block, 64, &acknowledged), kIOReturnTimeout);
+    CHECK_EQ(pipe->ShimClearStallCount(), clears + 2);
+    CHECK_EQ(dev->count(device::kRequestGetState), getStates);
+    ep->status = kIOReturnSuccess;
+
+    // A short IO: kIOReturnUnderrun, no GET_STATE.
+    ep->shortBy = 1;
+    CHECK_EQ(writeBlock(uc, 0x30000, block, 64, &acknowledged), kIOReturnUnderrun);
+    CHECK_EQ(dev->count(device::kRequestGetState), getStates);
+    // Short by the whole block: only the header went out.
+    ep->shortBy = 64;
+    CHECK_EQ(writeBlock(uc, 0x30000, block, 64, &acknowledged), kIOReturnUnderrun);
+    ep->shortBy = 0;
+
+    // The IO went through but GET_STATE fails: its error.
+    dev->failRequest = device::kRequestGetState;
+    dev->failStatus = kIOReturnNotResponding;
+    CHECK_EQ(writeBlock(uc, 0x30000, block, 64, &acknowledged), kIOReturnNotResponding);
+    CHECK_EQ(dev->count(device::kRequestGetState), getStates + 1);
+
+    // And the pipe runs again.
+    CHECK_EQ(writeBlock(uc, 0x30000, block, 64, &acknowledged), kIOReturnSuccess);
+    checkWritten(uc, ep, 0x30000, block, 64);
+    CHECK_EQ(acknowledged, 0x30000 + 64);
+    CHECK_EQ(pipe->ShimPendingCount(), 0);
+    CHECK(dev->wellFormed);
+}
+
+// ---------------------------------------------------------------------------
 // Selectors outside the schema
 // ---------------------------------------------------------------------------
 
@@ -870,6 +1100,9 @@ static void testStop(RecordingUserClient* uc, IOUSBHostInterface* usb)
     UploadState state = {};
     CHECK_EQ(getStatus(uc, &state), kIOReturnNotReady);
     CHECK_EQ(submit(uc, 0, 1, 0x510), kIOReturnNotReady);
+    uint64_t acknowledged = 0;
+    const uint8_t byte = 0x5A;
+    CHECK_EQ(writeBlock(uc, 0, &byte, 1, &acknowledged), kIOReturnNotReady);
     IOMemoryDescriptor* md = nullptr;
     uint32_t mapOptions = 0;
     CHECK_EQ(dextlink_shim::copyClientMemory(uc, 0, &md, &mapOptions), kIOReturnNotReady);
@@ -879,8 +1112,100 @@ static void testStop(RecordingUserClient* uc, IOUSBHostInterface* usb)
 // Starts that fail
 // ---------------------------------------------------------------------------
 
+// Where a Start fails, among the resources it creates in order.
+enum class StartFault { Ring, SlotDescriptor, SlotAction, ControlBuffer, BounceBuffer };
+
+// A Start that fails at `fault` (at slot `slot` for the per-slot ones)
+// returns the injected error and undoes what it did: the interface closed
+// again, the actions made so far cancelled (they let go of the user client),
+// the pipe aborted, nothing taken afterwards.  free() releases the rest
+// (LeakSanitizer checks).
+static void testStartFailingAt(StartFault fault, uint32_t slot, IOReturn error)
+{
+    IOUSBHostInterface* usb = new IOUSBHostInterface();
+    CHECK_EQ(usb->ShimAddEndpoint(device::kBulkOutEndpoint), kIOReturnSuccess);
+    FakeBootloader dev;
+    usb->ShimSetDevice(&dev);
+    RecordingUserClient* uc = new RecordingUserClient();
+    CHECK(uc->init());
+
+    // The CreateIOBuffer calls and the slots (descriptor and action each)
+    // that succeed before the failure.
+    uint32_t buffers = 0;
+    uint32_t slotsDone = 0;
+    switch (fault) {
+    case StartFault::Ring:
+        usb->ShimFailCreateIOBuffer(0, error);
+        break;
+    case StartFault::SlotDescriptor:
+        dextlink_shim::ShimFailSubMemoryDescriptor(slot, error);
+        buffers = 1;
+        slotsDone = slot;
+        break;
+    case StartFault::SlotAction:
+        uc->ShimFailActionCreation(slot, error);
+        buffers = 1;
+        slotsDone = slot;
+        break;
+    case StartFault::ControlBuffer:
+        usb->ShimFailCreateIOBuffer(1, error);
+        buffers = 1;
+        slotsDone = SLOT_COUNT;
+        break;
+    case StartFault::BounceBuffer:
+        usb->ShimFailCreateIOBuffer(2, error);
+        buffers = 2;
+        slotsDone = SLOT_COUNT;
+        break;
+    }
+
+    CHECK_EQ(uc->Start(usb), error);
+    CHECK_EQ(usb->ShimIOBufferCount(), buffers);
+    CHECK(!usb->ShimIsOpen());
+    CHECK_EQ(usb->ShimOpenCount(), 1);
+    CHECK_EQ(usb->ShimCloseCount(), 1);
+    IOUSBHostPipe* pipe = usb->ShimPipe(device::kBulkOutEndpoint);
+    CHECK(pipe != nullptr && pipe->ShimAbortCount() == 1);
+    for (uint32_t i = 0; i < SLOT_COUNT; i++) {
+        OSAction* action = uc->ShimSlotAction(i);
+        CHECK_EQ(action != nullptr, i < slotsDone);
+        CHECK(action == nullptr || action->IsCancelled());
+        CHECK_EQ(uc->ShimSlotBuffer(i) != nullptr, i < slotsDone || (fault == StartFault::SlotAction && i == slot));
+    }
+    CHECK(uc->ShimBounce() == nullptr);
+    // Only our reference is left: the cancelled actions let go.
+    CHECK_EQ(uc->getRetainCount(), 1);
+
+    // Not ready: nothing is taken, nothing reaches the device.
+    UploadState state = {};
+    CHECK_EQ(getStatus(uc, &state), kIOReturnNotReady);
+    uint64_t acknowledged = 0;
+    const uint8_t byte = 0x5A;
+    CHECK_EQ(writeBlock(uc, 0, &byte, 1, &acknowledged), kIOReturnNotReady);
+    CHECK_EQ(submit(uc, 0, 1, 0x700), kIOReturnNotReady);
+    IOMemoryDescriptor* md = nullptr;
+    uint32_t mapOptions = 0;
+    CHECK_EQ(dextlink_shim::copyClientMemory(uc, 0, &md, &mapOptions), kIOReturnNotReady);
+    CHECK_EQ(usb->ShimDeviceRequestCount(), 0);
+    CHECK_EQ(uc->recordCount, 0);
+
+    uc->release();
+    usb->release();
+    // The injections were used up.
+    dextlink_shim::ShimFailSubMemoryDescriptor(0, kIOReturnSuccess);
+}
+
 static void testFailedStarts()
 {
+    // Each resource Start creates, in order.
+    testStartFailingAt(StartFault::Ring, 0, kIOReturnNoMemory);
+    testStartFailingAt(StartFault::SlotDescriptor, 0, kIOReturnNoMemory);
+    testStartFailingAt(StartFault::SlotDescriptor, 3, kIOReturnNoResources);
+    testStartFailingAt(StartFault::SlotAction, 0, kIOReturnNoMemory);
+    testStartFailingAt(StartFault::SlotAction, SLOT_COUNT - 1, kIOReturnNoResources);
+    testStartFailingAt(StartFault::ControlBuffer, 0, kIOReturnNoMemory);
+    testStartFailingAt(StartFault::BounceBuffer, 0, kIOReturnNoResources);
+
     {
         // The provider is not an IOUSBHostInterface.
         IOService* notUsb = new IOService();
@@ -932,11 +1257,16 @@ int main()
     CHECK_EQ(usb->ShimAddEndpoint(device::kBulkOutEndpoint), kIOReturnSuccess);
     FakeBootloader dev;
     usb->ShimSetDevice(&dev);
+    FakeBulkEndpoint bulk;
+    bulk.device = &dev;
 
     RecordingUserClient* uc = new RecordingUserClient();
     CHECK(uc->init());
     CHECK_EQ(uc->Start(usb), kIOReturnSuccess);
     dev.pipe = uc->ShimPipe();
+    if (uc->ShimPipe() != nullptr) {
+        uc->ShimPipe()->ShimSetEndpointModel(&bulk);
+    }
 
     if (uc->ShimPipe() != nullptr) {
         testStart(uc, usb);
@@ -946,11 +1276,12 @@ int main()
         testStall(uc, &dev);
         testAbort(uc, &dev);
         testFinishAndStatus(uc, &dev);
+        testWrite(uc, &dev, &bulk);
         testOtherSelectors(uc);
         testStop(uc, usb);
     }
 
-    uc->release();   // free(): releases the slots, the ring, the pipe, the interface
+    uc->release();   // free(): releases the slots, the ring, the buffers, the pipe, the interface
     usb->release();
 
     testFailedStarts();
