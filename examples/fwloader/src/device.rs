@@ -26,11 +26,12 @@
 //!   the previous image active.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 
 use dextlink::IoReturn;
-use dextlink::sim::flash::{BankRecord, Flash};
+use dextlink::sim::flash::{BankRecord, Flash, FlashError};
 use dextlink::sim::usb::{BulkOutDevice, Receipt};
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
@@ -70,12 +71,18 @@ impl SessionRecord {
 pub struct BootloaderConfig {
     /// Bytes of received, unprogrammed data the device buffers before it NAKs.
     pub ram: usize,
+    /// Whether received data is programmed into the flash. Without it the
+    /// device keeps nothing: it checks each slot's CRC as usual, composes the
+    /// whole-image CRC from the slots' CRCs, and answers `finish` by that,
+    /// leaving its banks alone. A device infinitely fast at storing, for
+    /// measuring the host and the link (the benchmark).
+    pub flash: bool,
 }
 
 impl Default for BootloaderConfig {
     fn default() -> BootloaderConfig {
         // Two full slots: one being programmed while the next arrives.
-        BootloaderConfig { ram: 2 << 20 }
+        BootloaderConfig { ram: 2 << 20, flash: true }
     }
 }
 
@@ -135,8 +142,8 @@ struct State {
     assembling: BTreeMap<u64, SectorBuffer>,
     /// Complete sectors waiting for the flash worker.
     queued: BTreeMap<u64, Vec<u8>>,
-    /// The sector the worker is programming now.
-    programming: Option<u64>,
+    /// The sectors the worker is programming now.
+    programming: Option<Range<u64>>,
     /// Sectors programmed (or found identical) this session, past the prefix.
     programmed: BTreeSet<u64>,
     /// Bytes held in RAM (assembling and queued).
@@ -144,6 +151,10 @@ struct State {
     stats: BootloaderStats,
     /// An error the worker met (the flash refused); the session fails.
     flash_error: Option<String>,
+    /// Without the flash: received stretches past the prefix (offset →
+    /// length, CRC), and the CRC of the prefix.
+    pieces: BTreeMap<u64, (u64, u32)>,
+    prefix_crc: crc32fast::Hasher,
     shutdown: bool,
 }
 
@@ -188,6 +199,8 @@ impl Bootloader {
                 ram_used: 0,
                 stats: BootloaderStats::default(),
                 flash_error: None,
+                pieces: BTreeMap::new(),
+                prefix_crc: crc32fast::Hasher::new(),
                 shutdown: false,
             }),
             changed: Condvar::new(),
@@ -220,6 +233,11 @@ impl Bootloader {
         }
         let format = info.format().map_err(|_| IoReturn::BAD_ARGUMENT)?;
         let mut state = self.shared.lock();
+        // What is buffered gets programmed before the device says where an
+        // upload stands, so that a resume starts after everything it holds.
+        while state.programming.is_some() || !state.queued.is_empty() {
+            state = self.shared.wait(state);
+        }
         let record = state.record;
         let same = record.identity() == (info.total_len, info.load_address, info.image_crc32);
         let resumable = matches!(record.status(), Status::Receiving | Status::Interrupted);
@@ -235,6 +253,8 @@ impl Bootloader {
             state.programmed.clear();
             state.ram_used = 0;
             state.flash_error = None;
+            state.pieces.clear();
+            state.prefix_crc = crc32fast::Hasher::new();
             state.record = SessionRecord {
                 magic: RECORD_MAGIC,
                 status: Status::Receiving.into(),
@@ -267,6 +287,16 @@ impl Bootloader {
             return Err(IoReturn::NOT_READY);
         }
         let flash = &self.shared.flash;
+        if !self.shared.config.flash {
+            // Nothing stored: the slots' CRCs, composed in image order, are
+            // the whole image's; the banks stay as they are.
+            let crc = state.prefix_crc.clone().finalize();
+            let good = crc == image_crc32 && crc == record.image_crc32;
+            let status = if good { Status::Committed } else { Status::Failed };
+            state.record.status = status.into();
+            flash.write_record(&state.record);
+            return Ok(status);
+        }
         let inactive = flash.inactive_bank();
         let crc = flash.crc32(inactive, record.total_len).map_err(|_| IoReturn::IO_ERROR)?;
         let good = state.flash_error.is_none() && crc == image_crc32 && crc == record.image_crc32;
@@ -357,6 +387,15 @@ impl Bootloader {
             drop(state);
             return self.refuse();
         }
+        if !self.shared.config.flash {
+            state.stats.transfers += 1;
+            if partial {
+                state.stats.partial += 1;
+            }
+            let crc = if partial { crc32fast::hash(payload) } else { header.crc32 };
+            compose(&mut state, header.image_offset, payload.len() as u64, crc);
+            return Receipt::Accepted(data.len());
+        }
         // Wait for room (NAK) unless this is only data already programmed.
         while state.ram_used + payload.len() > self.shared.config.ram
             && state.ram_used > 0
@@ -396,7 +435,7 @@ impl Bootloader {
             let (head, tail) = rest.split_at(n);
             let done = sector_start + sector_len as u64 <= state.record.acknowledged
                 || state.programmed.contains(&sector)
-                || state.programming == Some(sector)
+                || state.programming.as_ref().is_some_and(|run| run.contains(&sector))
                 || state.queued.contains_key(&sector);
             if !done {
                 let buffer =
@@ -435,49 +474,45 @@ impl BulkOutDevice for Bootloader {
     }
 }
 
-/// The flash worker: programs queued sectors in order, lowest first, and
-/// advances the acknowledged prefix.
+/// The flash worker: takes the lowest queued sector and every queued sector
+/// contiguous with it, skips those the flash already holds, erases and
+/// programs the rest in as few commands as possible (as a bootloader
+/// streams a run of sectors to its flash controller), then advances the
+/// acknowledged prefix.
 fn program_loop(shared: &Shared) {
     let flash = &shared.flash;
-    let sector_size = flash.geometry().sector_size as u64;
+    let sector_size = u64::from(flash.geometry().sector_size);
     let mut state = shared.lock();
     loop {
         if state.shutdown {
             return;
         }
-        let Some((sector, bytes)) = state.queued.pop_first() else {
+        let Some(&first) = state.queued.keys().next() else {
             state = shared.wait(state);
             continue;
         };
-        state.programming = Some(sector);
+        let mut run = Vec::new();
+        let mut next = first;
+        while let Some(bytes) = state.queued.remove(&next) {
+            run.push(bytes);
+            next += 1;
+        }
+        state.programming = Some(first..next);
         let session = state.record.session;
         drop(state);
 
-        let bank = flash.inactive_bank();
-        let offset = sector * sector_size;
-        let mut current = vec![0u8; bytes.len()];
-        let outcome = flash.read(bank, offset, &mut current).and_then(|()| {
-            if current == bytes {
-                Ok(false)
-            } else {
-                flash.erase_sector(bank, sector)?;
-                flash.program(bank, offset, &bytes)?;
-                Ok(true)
-            }
-        });
+        let outcome = program_run(flash, first, &run);
 
         state = shared.lock();
         state.programming = None;
-        state.ram_used = state.ram_used.saturating_sub(bytes.len());
+        let held: usize = run.iter().map(Vec::len).sum();
+        state.ram_used = state.ram_used.saturating_sub(held);
         if state.record.session == session {
             match outcome {
                 Ok(programmed) => {
-                    if programmed {
-                        state.stats.sectors_programmed += 1;
-                    } else {
-                        state.stats.sectors_skipped += 1;
-                    }
-                    state.programmed.insert(sector);
+                    state.stats.sectors_programmed += programmed;
+                    state.stats.sectors_skipped += run.len() as u64 - programmed;
+                    state.programmed.extend(first..next);
                     advance(&mut state, sector_size);
                     flash.write_record(&state.record);
                 }
@@ -485,6 +520,48 @@ fn program_loop(shared: &Shared) {
             }
         }
         shared.changed.notify_all();
+    }
+}
+
+/// Writes the sectors `run` (from sector `first` on) to the inactive bank;
+/// returns how many needed programming.
+fn program_run(flash: &Flash, first: u64, run: &[Vec<u8>]) -> Result<u64, FlashError> {
+    let sector_size = u64::from(flash.geometry().sector_size);
+    let bank = flash.inactive_bank();
+    let mut programmed = 0;
+    let mut index = 0;
+    while index < run.len() {
+        // Sectors that already hold their bytes are left alone.
+        let sector = first + index as u64;
+        if flash.holds(bank, sector * sector_size, &run[index])? {
+            index += 1;
+            continue;
+        }
+        let mut end = index + 1;
+        while end < run.len()
+            && !flash.holds(bank, (first + end as u64) * sector_size, &run[end])?
+        {
+            end += 1;
+        }
+        flash.erase_sectors(bank, sector..first + end as u64)?;
+        let bytes: Vec<u8> = run[index..end].concat();
+        flash.program(bank, sector * sector_size, &bytes)?;
+        programmed += (end - index) as u64;
+        index = end;
+    }
+    Ok(programmed)
+}
+
+/// Without the flash: records a received stretch and extends the prefix
+/// (and its CRC) over every stretch that now follows it.
+fn compose(state: &mut State, offset: u64, len: u64, crc: u32) {
+    if len == 0 || offset < state.record.acknowledged {
+        return;
+    }
+    state.pieces.insert(offset, (len, crc));
+    while let Some((len, crc)) = state.pieces.remove(&state.record.acknowledged) {
+        state.prefix_crc.combine(&crc32fast::Hasher::new_with_initial_len(crc, len));
+        state.record.acknowledged += len;
     }
 }
 

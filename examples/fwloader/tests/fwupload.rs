@@ -117,11 +117,13 @@ fn faults_are_recovered_and_reported_in_the_summary() {
 #[test]
 fn an_interrupted_upload_resumes_and_says_so() {
     let rig = Rig::new();
-    let image = rig.file("image.bin", &pattern(2_000_000));
-    // The client is killed at its 20th transfer, as a user's Ctrl-C or a
-    // crash would stop it.
+    let image = rig.file("image.bin", &pattern(6_000_000));
+    // The client (and the simulated device in it) is killed at its 150th
+    // transfer of 184, as a crash would stop it. By then 4.9 MB were sent;
+    // the device buffers at most 2 MiB unprogrammed, so it has acknowledged
+    // a prefix, and that is in its flash file.
     let killed =
-        rig.run(&image, &["--slot-size", "32K", "--sim", "fast", "--fault", "kill-client@20"]);
+        rig.run(&image, &["--slot-size", "32K", "--sim", "fast", "--fault", "kill-client@150"]);
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(killed.status.signal(), Some(9), "{}", text(&killed.stderr));
 

@@ -286,3 +286,22 @@ fn upload_child() {
     });
     unreachable!("the upload should have been killed");
 }
+
+#[test]
+fn without_the_flash_model_the_device_composes_the_whole_image_crc() {
+    use dextlink::sim::usb::LinkModel;
+    use fwloader::device::BootloaderConfig;
+    use fwloader::sim::{SimOptions, simulator};
+    let rig = Rig::new();
+    let image = rig.raw("image.bin", 3_000_000, 13);
+    let options = SimOptions {
+        link: LinkModel::UNTHROTTLED,
+        bootloader: BootloaderConfig { flash: false, ..BootloaderConfig::default() },
+        ..SimOptions::default()
+    };
+    let simulator = simulator(&options).unwrap();
+    let connect = || FwLoader::connect(simulator.open()?);
+    let summary = Upload::new(Image::open(&image, None, None).unwrap()).run(connect, |_| {});
+    let summary = summary.unwrap();
+    assert_eq!(summary.image.total_len, 3_000_000);
+}

@@ -22,10 +22,19 @@ struct Args {
     link: LinkModel,
     #[command(flatten)]
     device: SimArgs,
+    /// Exit when the process that started this one dies (Linux), so that a
+    /// killed `fwupload --sim-process` leaves no server holding the flash.
+    #[arg(long)]
+    exit_with_parent: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    #[cfg(target_os = "linux")]
+    if args.exit_with_parent {
+        let _ =
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    }
     let Some(socket) = args.socket.or_else(dextlink::sim::socket_path_from_env) else {
         eprintln!("error: no socket: pass --socket PATH or set {}", dextlink::sim::SOCKET_ENV);
         return ExitCode::from(2);

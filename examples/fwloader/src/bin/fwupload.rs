@@ -382,8 +382,13 @@ fn sim_process_target(args: &Args, link: LinkModel, flash: String) -> Result<Tar
     let exe = std::env::current_exe()
         .map_err(|e| Failure::new(1, "simulator", e.to_string()))?
         .with_file_name("fwloader-sim");
-    let mut server_args: Vec<String> =
-        vec!["--link".into(), link.name.into(), "--flash".into(), flash.clone()];
+    let mut server_args: Vec<String> = vec![
+        "--exit-with-parent".into(),
+        "--link".into(),
+        link.name.into(),
+        "--flash".into(),
+        flash.clone(),
+    ];
     server_args.extend(["--bank-size".into(), args.device.bank_size.to_string()]);
     server_args
         .extend(["--transfer-timeout-ms".into(), args.device.transfer_timeout_ms.to_string()]);
