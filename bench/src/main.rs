@@ -1,20 +1,25 @@
 //! `cargo run --release -p dextlink-bench`: the project's benchmark.
 //!
 //! Prints each measured figure beside its target from DESIGN.md, as a table
-//! on stderr-free stdout and, with `--json`, as one JSON object per line.
+//! on stdout (details of each measurement on stderr) and, with `--json`, as
+//! one JSON object per line.
 //! Tests never assert times; this is where the targets are shown.
 
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
+use dextlink::sim::usb::LinkModel;
 use dextlink::sim::{UserClient, kernel};
 use dextlink::{Call, IoReturn, StructOutput, Transport};
 use dextlink_schema::emit::{c_client, cpp, rust};
 
-dextlink::interface!("../examples/fwloader/fwloader.dextlink");
+mod upload;
+
+use fwloader::fw_loader;
 
 /// One measured figure.
-struct Figure {
+#[derive(Debug)]
+pub struct Figure {
     name: &'static str,
     value: f64,
     unit: &'static str,
@@ -144,6 +149,9 @@ impl fw_loader::Handler for Instant_ {
     fn abort(&mut self) -> Result<(), IoReturn> {
         Ok(())
     }
+    fn write(&mut self, _: u64, _: &[u8]) -> Result<u64, IoReturn> {
+        Err(IoReturn::UNSUPPORTED)
+    }
 }
 
 impl UserClient for Instant_ {
@@ -223,8 +231,36 @@ fn stub_figure() -> Figure {
 }
 
 fn main() {
-    let json = std::env::args().any(|a| a == "--json");
-    let figures = vec![schema_figure(), stub_figure()];
+    if upload::child_role() {
+        return;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let json = args.iter().any(|a| a == "--json");
+    // Any other argument picks figures by key (e.g. `staging usb3`).
+    let only: Vec<&str> = args.iter().map(String::as_str).filter(|a| *a != "--json").collect();
+    let scratch = upload::Scratch::new();
+    const MIB: u64 = 1 << 20;
+    type Measure<'a> = Box<dyn Fn() -> Figure + 'a>;
+    let all: Vec<(&str, Measure)> = vec![
+        ("usb2", Box::new(|| upload::pipelined(&scratch, LinkModel::USB2, 64 * MIB, 0.97))),
+        ("usb3", Box::new(|| upload::pipelined(&scratch, LinkModel::USB3, 512 * MIB, 0.95))),
+        ("naive", Box::new(|| upload::naive(&scratch, 8 * MIB))),
+        ("flash", Box::new(|| upload::flash_overlap(&scratch, 4 * MIB))),
+        ("staging", Box::new(|| upload::staging(&scratch, 256 * MIB))),
+        ("memory", Box::new(|| upload::peak_memory(&scratch, 1024 * MIB))),
+        ("stub", Box::new(stub_figure)),
+        ("schema", Box::new(schema_figure)),
+    ];
+    if let Some(unknown) = only.iter().find(|key| !all.iter().any(|(k, _)| k == *key)) {
+        let keys: Vec<&str> = all.iter().map(|(k, _)| *k).collect();
+        eprintln!("error: no figure {unknown:?}; the figures are {}", keys.join(", "));
+        std::process::exit(2);
+    }
+    let figures: Vec<Figure> = all
+        .iter()
+        .filter(|(key, _)| only.is_empty() || only.contains(key))
+        .map(|(_, measure)| measure())
+        .collect();
     if json {
         for f in &figures {
             println!(
