@@ -243,7 +243,14 @@ impl fw_loader::Handler for Client {
                 device
                     .header_errors
                     .push(format!("transfer {index}: header {header:?}, len {len}"));
-            } else if full && crc32fast::hash(payload) != header.crc32 {
+            } else if full && {
+                // The header's first 20 bytes, then the payload, hashed
+                // directly: an independent check of `slot_crc32`.
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(&bytes[..20]);
+                crc.update(payload);
+                crc.finalize() != header.crc32
+            } {
                 device.header_errors.push(format!("transfer {index}: CRC mismatch"));
             } else {
                 let offset = header.image_offset as usize;

@@ -94,7 +94,9 @@ struct SlotHeader {
     uint64_t image_offset;
     /// Payload bytes following the header.
     uint32_t length;
-    /// CRC-32 of the payload.
+    /// CRC-32 of the header's first 20 bytes (`sequence`, `image_offset`,
+    /// `length`, little-endian), then the payload: a bit flipped anywhere
+    /// in the slot is caught.
     uint32_t crc32;
 };
 static_assert(sizeof(SlotHeader) == 24, "FwLoader schema: SlotHeader must be 24 bytes");

@@ -109,7 +109,11 @@ typedef struct FwLoaderSlotHeader {
     uint64_t image_offset;
     /** Payload bytes following the header. */
     uint32_t length;
-    /** CRC-32 of the payload. */
+    /**
+     * CRC-32 of the header's first 20 bytes (`sequence`, `image_offset`,
+     * `length`, little-endian), then the payload: a bit flipped anywhere
+     * in the slot is caught.
+     */
     uint32_t crc32;
 } FwLoaderSlotHeader;
 FW_LOADER_STATIC_ASSERT(sizeof(FwLoaderSlotHeader) == 24, "FwLoader.SlotHeader: size must be 24 bytes, as in the schema");

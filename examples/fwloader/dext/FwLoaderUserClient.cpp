@@ -90,7 +90,8 @@
 //                 synchronous transfer.  Empty data -> kIOReturnBadArgument
 //                 (the thunk has checked data_length <= 4096).  The bounce
 //                 buffer gets a SlotHeader {sequence 0, image_offset,
-//                 length = data_length, crc32 = CRC-32 of the data} and the
+//                 length = data_length, crc32 = CRC-32 of the header's first
+//                 20 bytes and the data} and the
 //                 data after it; then pipe->IO(bounce, SLOT_HEADER_SIZE +
 //                 data_length, &bytesTransferred, 2000 ms).  A stall (as in
 //                 SlotTransferComplete) calls pipe->ClearStall(true), which
@@ -249,14 +250,17 @@ constexpr Crc32Table kCrc32Table;
 // A template only so that the check below can run it at compile time on a
 // string literal; the dext calls it with uint8_t.
 template <typename Byte>
-constexpr uint32_t Crc32(const Byte* data, uint32_t length)
+constexpr uint32_t Crc32(const Byte* data, uint32_t length, uint32_t previous = 0)
 {
-    uint32_t crc = 0xFFFFFFFFU;
+    uint32_t crc = previous ^ 0xFFFFFFFFU;
     for (uint32_t i = 0; i < length; ++i) {
         crc = kCrc32Table.entries[(crc ^ static_cast<uint8_t>(data[i])) & 0xFFU] ^ (crc >> 8);
     }
     return crc ^ 0xFFFFFFFFU;
 }
+
+// Continuing a CRC over a second buffer is the CRC of both, one after the other.
+static_assert(Crc32("56789", 5, Crc32("1234", 4)) == 0xCBF43926U, "a CRC-32 continues");
 
 // The standard check value of CRC-32/ISO-HDLC (zlib's crc32("123456789")).
 static_assert(Crc32("123456789", 9) == 0xCBF43926U, "the dext's CRC-32 must be zlib's");
@@ -821,7 +825,11 @@ kern_return_t fw_loader::HandleWrite(OSObject* target, uint64_t image_offset, co
     header.sequence = 0;
     header.image_offset = image_offset;
     header.length = data_length;
-    header.crc32 = Crc32(data, data_length);
+    // Over the header's first 20 bytes (sequence, image_offset, length;
+    // little-endian, as every DriverKit target is), then the data: the
+    // device catches a flipped bit in the fields as in the data.
+    const uint32_t fieldsCrc = Crc32(reinterpret_cast<const uint8_t*>(&header), offsetof(SlotHeader, crc32));
+    header.crc32 = Crc32(data, data_length, fieldsCrc);
     uint8_t* bounce = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(ivars->bounceRange.address));
     memcpy(bounce, &header, sizeof(header));
     memcpy(bounce + SLOT_HEADER_SIZE, data, data_length);

@@ -33,6 +33,7 @@ use std::thread;
 use dextlink::IoReturn;
 use dextlink::sim::flash::{BankRecord, Flash, FlashError};
 use dextlink::sim::usb::{BulkOutDevice, Receipt};
+use dextlink::staging::slot_crc32;
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
 use crate::fw_loader::{ImageFormat, ImageInfo, SlotHeader, Status, UploadState};
@@ -374,7 +375,12 @@ impl Bootloader {
         let payload = &data[HEADER..];
         let length = header.length as usize;
         let partial = payload.len() < length;
-        if payload.len() > length || (!partial && crc32fast::hash(payload) != header.crc32) {
+        // The CRC covers the header's fields too: a flipped offset is caught
+        // here, not written to the wrong place. (A transfer cut short cannot
+        // be checked; the whole-image CRC at `finish` still is.)
+        let payload_crc = crc32fast::hash(payload);
+        let expected = slot_crc32(header.sequence, header.image_offset, header.length, payload_crc);
+        if payload.len() > length || (!partial && expected != header.crc32) {
             return self.refuse();
         }
         let mut state = self.shared.lock();
@@ -392,8 +398,7 @@ impl Bootloader {
             if partial {
                 state.stats.partial += 1;
             }
-            let crc = if partial { crc32fast::hash(payload) } else { header.crc32 };
-            compose(&mut state, header.image_offset, payload.len() as u64, crc);
+            compose(&mut state, header.image_offset, payload.len() as u64, payload_crc);
             return Receipt::Accepted(data.len());
         }
         // Wait for room (NAK) unless this is only data already programmed.

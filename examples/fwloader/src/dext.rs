@@ -34,6 +34,7 @@ use dextlink::IoReturn;
 use dextlink::server::Arguments;
 use dextlink::sim::usb::{BulkOutPipe, IoBuffer};
 use dextlink::sim::{ClientMemory, Driver, SharedMemory, UserClient};
+use dextlink::staging::slot_crc32;
 
 use crate::device::Bootloader;
 use crate::fw_loader::{
@@ -239,7 +240,7 @@ impl fw_loader::Handler for FwLoaderUserClient {
             sequence: 0,
             image_offset,
             length: data.len() as u32,
-            crc32: crc32fast::hash(data),
+            crc32: slot_crc32(0, image_offset, data.len() as u32, crc32fast::hash(data)),
         };
         let memory = bounce.memory();
         let header_len = SLOT_HEADER_SIZE as usize;

@@ -61,8 +61,25 @@ pub struct SlotFields {
     pub image_offset: u64,
     /// Payload bytes after the header.
     pub length: u32,
-    /// CRC-32 of the payload.
+    /// [`slot_crc32`]: the fields above, then the payload.
     pub crc32: u32,
+}
+
+/// The CRC-32 a slot header carries: over the little-endian bytes of
+/// `sequence`, `image_offset` and `length` (the header's first 20 bytes, as
+/// laid out by a schema like fwloader's), then the payload, given as its own
+/// CRC-32 (`payload_crc32`, of `length` bytes). Covering the fields too means
+/// a bit flipped in the header is caught like one in the payload, not
+/// written to the wrong place.
+pub fn slot_crc32(sequence: u64, image_offset: u64, length: u32, payload_crc32: u32) -> u32 {
+    let mut fields = [0u8; 20];
+    fields[..8].copy_from_slice(&sequence.to_le_bytes());
+    fields[8..16].copy_from_slice(&image_offset.to_le_bytes());
+    fields[16..].copy_from_slice(&length.to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&fields);
+    crc.combine(&crc32fast::Hasher::new_with_initial_len(payload_crc32, u64::from(length)));
+    crc.finalize()
 }
 
 /// What identifies an image to the device, sent by `begin`.
@@ -341,10 +358,12 @@ pub enum UploadError {
          (last status: {last})"
     )]
     RetriesExhausted { kind: RetryKind, offset: u64, attempts: u32, last: IoReturn },
-    /// The device went away and did not come back (`attempts` tries), or
-    /// went away more often than [`Config::max_reconnects`] allows.
+    /// The device went away and did not come back after `attempts` tries.
     #[error("lost the device and could not reconnect after {attempts} attempts: {last}")]
     Disconnected { attempts: u32, last: Error },
+    /// The device went away more often than [`Config::max_reconnects`] allows.
+    #[error("the device went away {times} times, more than the {allowed} allowed; last: {last}")]
+    TooManyDisconnects { times: u32, allowed: u32, last: Error },
     /// The device checked the image and refused to commit it.
     #[error("the device refused to commit the image: {reason}; it keeps its previous image")]
     Refused { reason: String },

@@ -12,7 +12,7 @@ use zerocopy::FromBytes;
 
 use super::{
     Acknowledgement, Cancel, Config, ImageIdentity, Phase, Progress, Retries, RetryKind,
-    SlotFields, StagingDevice, Summary, UploadError, Verdict, rate,
+    SlotFields, StagingDevice, Summary, UploadError, Verdict, rate, slot_crc32,
 };
 use crate::image::{Image, ImageReader};
 use crate::{Error, IoReturn, Mapping, Pending, ReadWrite};
@@ -90,6 +90,7 @@ impl Geometry {
 struct Stretch {
     offset: u64,
     len: usize,
+    /// CRC-32 of the payload alone (the header's covers the fields too).
     crc32: u32,
 }
 
@@ -216,7 +217,11 @@ where
         drop(device);
         losses += 1;
         if losses > config.max_reconnects {
-            return Err(UploadError::Disconnected { attempts: 0, last: lost });
+            return Err(UploadError::TooManyDisconnects {
+                times: losses,
+                allowed: config.max_reconnects,
+                last: lost,
+            });
         }
         run.retries.count(RetryKind::Reconnect);
         device = reconnect(config, cancel, &mut connect, lost)?;
@@ -687,11 +692,12 @@ impl<'a, 'r, D: StagingDevice> Transfer<'a, 'r, D> {
     fn write_header(&mut self, slot: u32, stretch: Stretch) -> Result<(), Interrupted> {
         let header_len = self.run.geometry.header_len;
         let base = slot as usize * self.run.geometry.stride;
+        let (sequence, length) = (self.run.sequence, stretch.len as u32);
         let fields = SlotFields {
-            sequence: self.run.sequence,
+            sequence,
             image_offset: stretch.offset,
-            length: stretch.len as u32,
-            crc32: stretch.crc32,
+            length,
+            crc32: slot_crc32(sequence, stretch.offset, length, stretch.crc32),
         };
         self.run.sequence += 1;
         let bytes = &mut self.ring.as_mut_slice()[base..base + header_len];

@@ -927,7 +927,12 @@ static void checkWritten(FwLoaderUserClient* uc, const FakeBulkEndpoint* ep, uin
     CHECK_EQ(header.sequence, 0);
     CHECK_EQ(header.image_offset, offset);
     CHECK_EQ(header.length, size);
-    CHECK_EQ(header.crc32, referenceCrc32(data, size));
+    // The CRC covers the header's first 20 bytes, then the data.
+    uint8_t covered[20 + 4096];
+    CHECK(size <= 4096);
+    memcpy(covered, ep->bytes, 20);
+    memcpy(covered + 20, data, size);
+    CHECK_EQ(header.crc32, referenceCrc32(covered, 20 + size));
     CHECK(memcmp(ep->bytes + SLOT_HEADER_SIZE, data, size) == 0);
 }
 
@@ -947,7 +952,8 @@ static void testWrite(RecordingUserClient* uc, FakeBootloader* dev, FakeBulkEndp
     CHECK_EQ(writeBlock(uc, 0x1000, kCheck, 9, &acknowledged), kIOReturnSuccess);
     CHECK_EQ(pipe->ShimIOCount(), ios + 1);
     checkWritten(uc, ep, 0x1000, check, 9);
-    CHECK_EQ(ep->header().crc32, 0xCBF43926U);
+    // zlib.crc32(struct.pack('<QQI', 0, 0x1000, 9) + b'123456789'), from Python.
+    CHECK_EQ(ep->header().crc32, 0x41FA4963U);
     // The device's acknowledged offset, read with GET_STATE after the IO.
     CHECK_EQ(dev->count(device::kRequestGetState), getStates + 1);
     CHECK_EQ(acknowledged, 0x1009);
