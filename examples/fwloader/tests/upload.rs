@@ -249,7 +249,9 @@ fn a_killed_client_leaves_the_old_image_and_the_rerun_resumes() {
     }
     let rig = Rig::new();
     let old = rig.raw("old.bin", 40_000, 11);
-    let new = rig.raw("new.bin", 500_000, 12);
+    // Bigger than the device's 2 MiB of RAM: once 3 MB are done, the device
+    // has programmed (acknowledged) at least the first megabyte.
+    let new = rig.raw("new.bin", 4_000_000, 12);
     let server = server(&rig.flash, &[]);
     upload(&old, server.socket_path()).unwrap();
 
@@ -269,8 +271,8 @@ fn a_killed_client_leaves_the_old_image_and_the_rerun_resumes() {
     assert_committed(&rig.flash, &new);
 }
 
-/// The child of the client-killed test: uploads and kills itself once the
-/// device has acknowledged 100 000 bytes.
+/// The child of the client-killed test: uploads and kills itself once 3 MB
+/// are done.
 #[test]
 fn upload_child() {
     if std::env::var_os(CHILD_ENV).is_none() {
@@ -280,7 +282,7 @@ fn upload_child() {
     let socket = PathBuf::from(std::env::var_os("FWLOADER_TEST_SOCKET").unwrap());
     let image = Image::open(&image, None, None).unwrap();
     let _ = Upload::new(image).config(config()).run(connect(socket), |p| {
-        if p.acknowledged >= 100_000 {
+        if p.phase == Phase::Transfer && p.done >= 3_000_000 {
             fwloader::sim::kill_this_process();
         }
     });

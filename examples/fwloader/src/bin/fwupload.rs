@@ -421,6 +421,11 @@ fn sim_process_target(args: &Args, link: LinkModel, flash: String) -> Result<Tar
         };
         match socket.as_deref().map(attempt) {
             Some(Ok(client)) => Ok(client),
+            // The server answered (its device is away for a moment, say):
+            // the dext lives; another one could not take its flash anyway.
+            Some(Err(error)) if !matches!(error, Error::NotFound { .. } | Error::Disconnected) => {
+                Err(error)
+            }
             _ => {
                 // The dext died: relaunch it, without the faults (they were
                 // for the first run), on the same flash.
