@@ -161,6 +161,7 @@ pub fn parse(text: &str) -> Result<File, Diagnostic> {
                 "schemas use Rust's tokens: check for an unclosed string, `/*` comment or bracket",
             )
     })?;
+    check_nesting(tokens.clone())?;
     syn::parse2::<File>(tokens).map_err(|err| {
         let mut span = Span::of(err.span());
         let message = err.to_string();
@@ -172,6 +173,80 @@ pub fn parse(text: &str) -> Result<File, Diagnostic> {
         }
         Diagnostic::error(span, message.clone()).label("here").help(syntax_help(&message))
     })
+}
+
+/// How deeply a schema may nest: open brackets, plus the tokens of the
+/// expression or type being read at each of them. Real schemas stay under
+/// 30. syn parses recursively, one level per token or bracket, so a schema
+/// nested thousands deep (`&&&…u8`, `((((…))))`, `- - - … 1`, `1 + 1 + …`)
+/// would overflow the stack of the CLI, or of rustc running the macro.
+const MAX_NESTING: usize = 256;
+
+/// Refuses tokens nested deeper than [`MAX_NESTING`] before syn sees them.
+///
+/// At each bracket level the tokens since the last `;` or `,` are counted
+/// (at the interface's level an item's `{ … }` body ends a run too), except
+/// an attribute's `#`, `!` and brackets, so that long lists, many items and
+/// long doc comments cost nothing. The walk is iterative: it must not
+/// recurse on what it guards against.
+fn check_nesting(tokens: TokenStream) -> Result<(), Diagnostic> {
+    use proc_macro2::{Delimiter, TokenTree, token_stream::IntoIter};
+
+    let too_deep = |span: PmSpan| {
+        Diagnostic::error(Span::of(span), "the schema nests too deeply here")
+            .label(format!("more than {MAX_NESTING} levels of brackets, operators and operands"))
+            .help(
+                "split the expression into named constants (`const PART: u32 = …;`); types are \
+                 written `Name`, `[T; N]`, `&Struct` or `&[u8; ..=MAX]`",
+            )
+    };
+    // Each open level: its remaining tokens, and the tokens counted since its
+    // last separator. `counted` is the sum over all levels.
+    let mut levels: Vec<(IntoIter, usize)> = vec![(tokens.into_iter(), 0)];
+    let mut counted = 0;
+    let mut in_attribute = false;
+    loop {
+        let open = levels.len();
+        let Some((rest, run)) = levels.last_mut() else { break };
+        let Some(tree) = rest.next() else {
+            counted -= *run;
+            levels.pop();
+            continue;
+        };
+        // At the file's level or the interface's.
+        let item_level = open <= 2;
+        match tree {
+            TokenTree::Punct(p) if matches!(p.as_char(), ';' | ',') => {
+                counted -= std::mem::take(run);
+                in_attribute = false;
+            }
+            TokenTree::Punct(p) if p.as_char() == '#' => in_attribute = true,
+            TokenTree::Punct(p) if p.as_char() == '!' && in_attribute => {}
+            TokenTree::Group(g) => {
+                if g.delimiter() == Delimiter::Brace && item_level {
+                    counted -= std::mem::take(run);
+                } else if !(in_attribute && g.delimiter() == Delimiter::Bracket) {
+                    *run += 1;
+                    counted += 1;
+                }
+                in_attribute = false;
+                // Inside the group: one more level.
+                if open + counted > MAX_NESTING {
+                    return Err(too_deep(g.span_open()));
+                }
+                levels.push((g.stream().into_iter(), 0));
+            }
+            other => {
+                *run += 1;
+                counted += 1;
+                in_attribute = false;
+                if open - 1 + counted > MAX_NESTING {
+                    return Err(too_deep(other.span()));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What to write instead, for the syntax errors users hit.
@@ -455,4 +530,53 @@ pub fn span<T: Spanned>(node: &T) -> Span {
 /// The span of a bare proc-macro2 span.
 pub fn pm_span(span: PmSpan) -> Span {
     Span::of(span)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nesting_error(text: &str) -> Option<Diagnostic> {
+        parse(text).err().filter(|d| d.message == "the schema nests too deeply here")
+    }
+
+    /// Found by fuzzing (fuzz/regressions/schema): each of these overflowed
+    /// the stack inside syn or `check` instead of failing.
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let n = 5000;
+        let cases = [
+            format!("interface I {{ 0 => fn f(a: {}u8); }}", "&".repeat(n)),
+            format!("interface I {{ const N: u32 = {}1{}; }}", "(".repeat(n), ")".repeat(n)),
+            format!("interface I {{ const N: i32 = {}1; }}", "-".repeat(n)),
+            format!("interface I {{ const N: u32 = {}1; }}", "1 + ".repeat(n)),
+            format!("interface I {{ const N: u32 = {}1; }}", "return ".repeat(n)),
+            format!("interface I {{ struct S {{ a: {}u8{} }} }}", "[".repeat(n), "; 1]".repeat(n)),
+            format!("#[doc = {}1] interface I {{ }}", "!".repeat(n)),
+        ];
+        for text in &cases {
+            let d = nesting_error(text).unwrap_or_else(|| panic!("not refused: {:.60}", text));
+            assert!(d.span.start < text.len(), "{:?}", d.span);
+        }
+    }
+
+    /// Long lists, long doc comments and many items are not nesting.
+    #[test]
+    fn long_but_shallow_schemas_parse() {
+        let doc = "/// A line of documentation.\n".repeat(1000);
+        let short = "/// A line.\n".repeat(3);
+        let structs: String =
+            (0..400).map(|i| format!("{short}struct S{i} {{ a: u32 }}\n")).collect();
+        let enums: String = (0..400).map(|i| format!("enum E{i}: u8 {{ A = 0 }}\n")).collect();
+        let fields: String = (0..400).map(|i| format!("{short}f{i}: u32,\n")).collect();
+        let expr = "((1 + 2) * (3 << 4) - !0) % (((5))) ^ 6 | 7 & 8";
+        let text = format!(
+            "//! Inner docs.\n{doc}interface I {{\n{structs}{enums}{doc}struct Wide {{ {fields} }}\n\
+             const N: u64 = {expr};\nstruct A {{ a: [[[[u8; 2]; 3]; 4]; 5] }}\n\
+             0 => fn f(a: u32 in 0..=9, b: &[u8; ..=N]) -> (c: u64);\n}}\n"
+        );
+        if let Err(d) = parse(&text) {
+            panic!("{}: {}", d.message, d.label);
+        }
+    }
 }
