@@ -1449,18 +1449,22 @@ Expect decide(const Case& c, const Live& l)
         }
     }
 
+    // An output descriptor must map the whole output (for a bounded one, its
+    // bound) before the handler runs: a call whose output cannot be returned
+    // has no effect.
+    if (c.outDescriptor && (s.structOut == kOutConfig || s.structOut == kOutBig || s.structOut == kOutName)) {
+        const uint64_t needed = s.structOut == kOutName ? kNameLen : outSize(s.structOut);
+        if (c.outMappable == 0 || c.outMappable < needed) {
+            return refuse("the output descriptor maps less than the output");
+        }
+    }
+
     // The handler runs.
     if (c.handlerRet != kIOReturnSuccess) {
         return runs(c.handlerRet, "the handler's own error");
     }
     if (s.structOut == kOutName && c.nameLength > kNameLen) {
         return runs(kIOReturnInternalError, "the handler broke its output bound");
-    }
-    if (c.outDescriptor && (s.structOut == kOutConfig || s.structOut == kOutBig || s.structOut == kOutName)) {
-        const uint64_t needed = s.structOut == kOutName ? c.nameLength : outSize(s.structOut);
-        if (c.outMappable == 0 || c.outMappable < needed) {
-            return runs(kIOReturnBadArgument, "the output descriptor maps less than the output (found after the handler)");
-        }
     }
     return runs(kIOReturnSuccess, "a well-formed call");
 }

@@ -310,6 +310,19 @@ inline kern_return_t StructureOutputMapping(IOUserClientMethodArguments* argumen
     return kIOReturnSuccess;
 }
 
+/// Checks, before the handler runs, that an output descriptor maps at least `size`
+/// bytes, so that a call whose output cannot be returned fails without effect.
+inline kern_return_t CheckStructureOutput(IOUserClientMethodArguments* arguments, uint64_t size)
+{
+    if (arguments->structureOutputDescriptor == nullptr) {
+        return kIOReturnSuccess;
+    }
+    IOMemoryMap* map = nullptr;
+    kern_return_t ret = StructureOutputMapping(arguments, size, &map);
+    OSSafeReleaseNULL(map);
+    return ret;
+}
+
 /// Returns `size` bytes of structure output: in an OSData when the client's buffer is
 /// inline, or by copying into the output descriptor (driverkit-facts §3.3).
 inline kern_return_t ReturnStructure(IOUserClientMethodArguments* arguments, const void* bytes,
@@ -479,6 +492,10 @@ inline kern_return_t StaticHandleStatus(OSObject* target, void* reference,
 {
     (void)reference;
     UploadState state{};
+    const kern_return_t outputChecked = detail::CheckStructureOutput(arguments, sizeof(state));
+    if (outputChecked != kIOReturnSuccess) {
+        return outputChecked;
+    }
     kern_return_t ret = HandleStatus(target, &state);
     if (ret != kIOReturnSuccess) {
         return ret;

@@ -513,6 +513,19 @@ inline kern_return_t StructureOutputMapping(IOUserClientMethodArguments* argumen
     return kIOReturnSuccess;
 }
 
+/// Checks, before the handler runs, that an output descriptor maps at least `size`
+/// bytes, so that a call whose output cannot be returned fails without effect.
+inline kern_return_t CheckStructureOutput(IOUserClientMethodArguments* arguments, uint64_t size)
+{
+    if (arguments->structureOutputDescriptor == nullptr) {
+        return kIOReturnSuccess;
+    }
+    IOMemoryMap* map = nullptr;
+    kern_return_t ret = StructureOutputMapping(arguments, size, &map);
+    OSSafeReleaseNULL(map);
+    return ret;
+}
+
 /// Returns `size` bytes of structure output: in an OSData when the client's buffer is
 /// inline, or by copying into the output descriptor (driverkit-facts §3.3).
 inline kern_return_t ReturnStructure(IOUserClientMethodArguments* arguments, const void* bytes,
@@ -655,6 +668,10 @@ inline kern_return_t StaticHandleStructs(OSObject* target, void* reference,
     memcpy(&config, inputBytes, sizeof(config));
     OSSafeReleaseNULL(inputMap);
     Config echo{};
+    const kern_return_t outputChecked = detail::CheckStructureOutput(arguments, sizeof(echo));
+    if (outputChecked != kIOReturnSuccess) {
+        return outputChecked;
+    }
     ret = HandleStructs(target, config, &echo);
     if (ret != kIOReturnSuccess) {
         return ret;
@@ -692,6 +709,10 @@ inline kern_return_t StaticHandleMixed(OSObject* target, void* reference,
     OSSafeReleaseNULL(inputMap);
     bool ok{};
     Config config{};
+    const kern_return_t outputChecked = detail::CheckStructureOutput(arguments, sizeof(config));
+    if (outputChecked != kIOReturnSuccess) {
+        return outputChecked;
+    }
     ret = HandleMixed(target, index, point, &ok, &config);
     if (ret != kIOReturnSuccess) {
         return ret;
@@ -837,6 +858,10 @@ inline kern_return_t StaticHandleBigOut(OSObject* target, void* reference,
     }
     const uint64_t seed = arguments->scalarInput[0];
     Big big{};
+    const kern_return_t outputChecked = detail::CheckStructureOutput(arguments, sizeof(big));
+    if (outputChecked != kIOReturnSuccess) {
+        return outputChecked;
+    }
     kern_return_t ret = HandleBigOut(target, seed, &big);
     if (ret != kIOReturnSuccess) {
         return ret;
@@ -881,6 +906,10 @@ inline kern_return_t StaticHandleReadName(OSObject* target, void* reference,
     }
     uint8_t name[32] = {};
     uint32_t name_length = 32;
+    const kern_return_t outputChecked = detail::CheckStructureOutput(arguments, 32);
+    if (outputChecked != kIOReturnSuccess) {
+        return outputChecked;
+    }
     kern_return_t ret = HandleReadName(target, name, &name_length);
     if (ret == kIOReturnSuccess && (name_length > 32)) {
         ret = kIOReturnInternalError;

@@ -591,6 +591,23 @@ impl Emitter<'_> {
         self.line("    return kIOReturnSuccess;");
         self.line("}");
         self.blank();
+        self.line(
+            "/// Checks, before the handler runs, that an output descriptor maps at least `size`",
+        );
+        self.line(
+            "/// bytes, so that a call whose output cannot be returned fails without effect.",
+        );
+        self.line("inline kern_return_t CheckStructureOutput(IOUserClientMethodArguments* arguments, uint64_t size)");
+        self.line("{");
+        self.line("    if (arguments->structureOutputDescriptor == nullptr) {");
+        self.line("        return kIOReturnSuccess;");
+        self.line("    }");
+        self.line("    IOMemoryMap* map = nullptr;");
+        self.line("    kern_return_t ret = StructureOutputMapping(arguments, size, &map);");
+        self.line("    OSSafeReleaseNULL(map);");
+        self.line("    return ret;");
+        self.line("}");
+        self.blank();
         self.line("/// Returns `size` bytes of structure output: in an OSData when the client's buffer is");
         self.line("/// inline, or by copying into the output descriptor (driverkit-facts §3.3).");
         self.line("inline kern_return_t ReturnStructure(IOUserClientMethodArguments* arguments, const void* bytes,");
@@ -856,6 +873,22 @@ impl Emitter<'_> {
                     call.push(format!("&{}", a.name));
                 }
             }
+        }
+        // An output descriptor (over 4096 bytes, §3.3-2) must map before the
+        // handler runs: a call whose output cannot be returned has no effect.
+        let output_size = m.struct_output.as_ref().and_then(|a| match a.shape {
+            StructShape::Struct(_) => Some(format!("sizeof({})", a.name)),
+            StructShape::Bytes(n) => Some(n.to_string()),
+            StructShape::Bounded { max, .. } => Some(max.to_string()),
+            StructShape::Variable => None,
+        });
+        if let Some(size) = output_size {
+            self.line(format!(
+                "    const kern_return_t outputChecked = detail::CheckStructureOutput(arguments, {size});"
+            ));
+            self.line("    if (outputChecked != kIOReturnSuccess) {");
+            self.line("        return outputChecked;");
+            self.line("    }");
         }
         if m.is_async {
             call.push("arguments->completion".to_string());
