@@ -110,3 +110,44 @@ pub fn compile_cpp(
         ))
     }
 }
+
+/// Flags that build a C++ test program under AddressSanitizer (leaks included)
+/// and UndefinedBehaviorSanitizer, stopping at the first report.
+pub const SANITIZERS: &[&str] =
+    &["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"];
+
+/// Whether `compiler` can build and run a program with [`SANITIZERS`] here.
+pub fn sanitizers_work(compiler: &str) -> bool {
+    let dir = scratch_dir(&format!("sanitizer-probe-{compiler}"));
+    let exe = dir.join("probe");
+    let works = compile_cpp(compiler, &dir, "int main() { return 0; }\n", SANITIZERS, Some(&exe))
+        .is_ok()
+        && Command::new(&exe).output().is_ok_and(|o| o.status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+    works
+}
+
+/// Runs a C++ test program built with `compiler` (checks counted with
+/// `testing.h`): `None` if it exited 0 and printed `"{tag}: … 0 failed"`,
+/// otherwise a report with its output.
+pub fn run_test_program(compiler: &str, exe: &Path, tag: &str) -> Option<String> {
+    let output = Command::new(exe)
+        // Leak checking is on by default with ASan on Linux; say so explicitly,
+        // and make UBSan print where it stopped.
+        .env("ASAN_OPTIONS", "detect_leaks=1")
+        .env("UBSAN_OPTIONS", "print_stacktrace=1")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let passed = output.status.success()
+        && stdout.contains(&format!("{tag}: "))
+        && stdout.contains(" 0 failed");
+    (!passed).then(|| {
+        format!(
+            "{} built with {compiler} failed ({}):\n--- stdout\n{stdout}--- stderr\n{stderr}",
+            exe.file_name().unwrap_or_default().to_string_lossy(),
+            output.status
+        )
+    })
+}

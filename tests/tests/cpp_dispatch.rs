@@ -6,12 +6,9 @@
 //! every compiler available, so that the generated thunks are also checked
 //! for out-of-bounds access, leaks and invalid `bool`/enum loads.
 
-use std::path::Path;
-use std::process::Command;
-
-use dextlink_tests::{compile_cpp, cpp_header, cxx_compilers, load, root, scratch_dir};
-
-const SANITIZERS: &[&str] = &["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"];
+use dextlink_tests::{
+    SANITIZERS, compile_cpp, cpp_header, cxx_compilers, load, root, run_test_program, scratch_dir,
+};
 
 #[test]
 fn shapes_header_dispatches_every_method_end_to_end() {
@@ -30,32 +27,10 @@ fn shapes_header_dispatches_every_method_end_to_end() {
         std::fs::write(dir.join("Shapes.h"), cpp_header(&schema)).unwrap();
         let exe = dir.join("shapes_dispatch");
         match compile_cpp(compiler, &dir, &main, SANITIZERS, Some(&exe)) {
-            Ok(()) => failures.extend(run(compiler, &exe)),
+            Ok(()) => failures.extend(run_test_program(compiler, &exe, "shapes-dispatch")),
             Err(e) => failures.push(e),
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-}
-
-/// Runs the test program; `Some(report)` unless it exited 0 with "0 failed".
-fn run(compiler: &str, exe: &Path) -> Option<String> {
-    let output = Command::new(exe)
-        // Leak checking is on by default with ASan on Linux; say so explicitly,
-        // and make UBSan print where it stopped.
-        .env("ASAN_OPTIONS", "detect_leaks=1")
-        .env("UBSAN_OPTIONS", "print_stacktrace=1")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let passed = output.status.success()
-        && stdout.contains("shapes-dispatch: ")
-        && stdout.contains(" 0 failed");
-    (!passed).then(|| {
-        format!(
-            "shapes_dispatch built with {compiler} failed ({}):\n--- stdout\n{stdout}--- stderr\n{stderr}",
-            output.status
-        )
-    })
 }

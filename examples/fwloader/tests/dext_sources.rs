@@ -12,11 +12,11 @@
 //! detection) and UndefinedBehaviorSanitizer.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use dextlink_tests::{compile_cpp, cpp_header, cxx_compilers, load, scratch_dir};
-
-const SANITIZERS: &[&str] = &["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"];
+use dextlink_tests::{
+    SANITIZERS, compile_cpp, cpp_header, cxx_compilers, load, run_test_program, sanitizers_work,
+    scratch_dir,
+};
 
 fn example_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -123,17 +123,6 @@ fn dext_sources_follow_the_generated_header() {
     }
 }
 
-/// Whether `compiler` can build and run a sanitized program here.
-fn sanitizers_work(compiler: &str) -> bool {
-    let dir = scratch_dir(&format!("fwloader-sanitizer-probe-{compiler}"));
-    let exe = dir.join("probe");
-    let works = compile_cpp(compiler, &dir, "int main() { return 0; }\n", SANITIZERS, Some(&exe))
-        .is_ok()
-        && Command::new(&exe).output().is_ok_and(|o| o.status.success());
-    let _ = std::fs::remove_dir_all(&dir);
-    works
-}
-
 #[test]
 fn user_client_uploads_through_the_generated_dispatch() {
     let header = generated_header();
@@ -160,30 +149,10 @@ fn user_client_uploads_through_the_generated_dispatch() {
             extra.extend(SANITIZERS);
         }
         match compile_cpp(compiler, &dir, &driver, &extra, Some(&exe)) {
-            Ok(()) => failures.extend(run(compiler, &exe)),
+            Ok(()) => failures.extend(run_test_program(compiler, &exe, "fwloader-dispatch")),
             Err(e) => failures.push(e),
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-}
-
-/// Runs the driver program; `Some(report)` unless it exited 0 with "0 failed".
-fn run(compiler: &str, exe: &Path) -> Option<String> {
-    let output = Command::new(exe)
-        .env("ASAN_OPTIONS", "detect_leaks=1")
-        .env("UBSAN_OPTIONS", "print_stacktrace=1")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let passed = output.status.success()
-        && stdout.contains("fwloader-dispatch: ")
-        && stdout.contains(" 0 failed");
-    (!passed).then(|| {
-        format!(
-            "fwloader_dispatch built with {compiler} failed ({}):\n--- stdout\n{stdout}--- stderr\n{stderr}",
-            output.status
-        )
-    })
 }

@@ -13,11 +13,11 @@
 //! every selector, under AddressSanitizer and UndefinedBehaviorSanitizer.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use dextlink_tests::{compile_cpp, cpp_header, cxx_compilers, load, scratch_dir};
-
-const SANITIZERS: &[&str] = &["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"];
+use dextlink_tests::{
+    SANITIZERS, compile_cpp, cpp_header, cxx_compilers, load, run_test_program, sanitizers_work,
+    scratch_dir,
+};
 
 fn example_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -180,17 +180,6 @@ fn sample_table_comparison_fails_when_a_generated_entry_drifts() {
     }
 }
 
-/// Whether `compiler` can build and run a sanitized program here.
-fn sanitizers_work(compiler: &str) -> bool {
-    let dir = scratch_dir(&format!("null-driver-sanitizer-probe-{compiler}"));
-    let exe = dir.join("probe");
-    let works = compile_cpp(compiler, &dir, "int main() { return 0; }\n", SANITIZERS, Some(&exe))
-        .is_ok()
-        && Command::new(&exe).output().is_ok_and(|o| o.status.success());
-    let _ = std::fs::remove_dir_all(&dir);
-    works
-}
-
 #[test]
 fn user_client_answers_every_selector_like_the_sample() {
     let header = generated_header();
@@ -217,30 +206,10 @@ fn user_client_answers_every_selector_like_the_sample() {
             extra.extend(SANITIZERS);
         }
         match compile_cpp(compiler, &dir, &driver, &extra, Some(&exe)) {
-            Ok(()) => failures.extend(run(compiler, &exe)),
+            Ok(()) => failures.extend(run_test_program(compiler, &exe, "null-driver-dispatch")),
             Err(e) => failures.push(e),
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-}
-
-/// Runs the driver program; `Some(report)` unless it exited 0 with "0 failed".
-fn run(compiler: &str, exe: &Path) -> Option<String> {
-    let output = Command::new(exe)
-        .env("ASAN_OPTIONS", "detect_leaks=1")
-        .env("UBSAN_OPTIONS", "print_stacktrace=1")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let passed = output.status.success()
-        && stdout.contains("null-driver-dispatch: ")
-        && stdout.contains(" 0 failed");
-    (!passed).then(|| {
-        format!(
-            "null_driver_dispatch built with {compiler} failed ({}):\n--- stdout\n{stdout}--- stderr\n{stderr}",
-            output.status
-        )
-    })
 }
