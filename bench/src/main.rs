@@ -113,16 +113,14 @@ fn schema_figure() -> Figure {
 /// so that the stub/raw ratio is not drowned in scheduling noise.
 struct Direct<U>(std::sync::Mutex<U>);
 
-impl<U: UserClient> dextlink::Transport for Direct<U> {
+// SAFETY: `map_memory` never returns a region.
+unsafe impl<U: UserClient> dextlink::Transport for Direct<U> {
     fn call(&self, call: dextlink::Call<'_>) -> Result<dextlink::Reply, dextlink::CallError> {
         let mut user_client = self.0.lock().expect("user client");
         kernel::deliver(call, None, |selector, args| user_client.external_method(selector, args))
     }
-    fn map_memory(&self, memory_type: u32) -> Result<dextlink::RawMapping, dextlink::Error> {
+    fn map_memory(&self, memory_type: u32) -> Result<dextlink::MappedRegion<'_>, dextlink::Error> {
         Err(dextlink::Error::Memory { memory_type, detail: "not mapped here".to_string() })
-    }
-    fn unmap_memory(&self, _: u32, _: &dextlink::RawMapping) -> Result<(), dextlink::Error> {
-        Ok(())
     }
 }
 

@@ -29,7 +29,7 @@ pub use dextlink_macros::interface;
 pub use error::{Error, UnknownVariant};
 pub use io_return::IoReturn;
 pub use mapping::{Mapping, ReadOnly, ReadWrite};
-pub use transport::{Call, CallError, RawMapping, Reply, StructOutput, Transport};
+pub use transport::{Call, CallError, MappedRegion, Reply, StructOutput, Transport};
 
 /// Used by generated code; not part of the public API.
 #[doc(hidden)]

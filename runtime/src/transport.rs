@@ -61,21 +61,75 @@ impl CallError {
     }
 }
 
-/// A memory type mapped into this process.
-#[derive(Debug)]
-pub struct RawMapping {
-    pub address: NonNull<u8>,
-    pub len: usize,
-    /// Whether the mapping is read-only (the dext set `kIOUserClientMemoryReadOnly`).
-    pub read_only: bool,
+/// A memory type mapped into this process: the range and the backend's
+/// guard, whose drop unmaps it (`IOConnectUnmapMemory64`) once no other
+/// region of the same mapping is alive.
+///
+/// There is no other way to unmap: a range can only go away when the
+/// region that describes it is dropped, and [`Mapping`](crate::Mapping),
+/// which hands out references into the range, owns its region.
+pub struct MappedRegion<'t> {
+    address: NonNull<u8>,
+    len: usize,
+    read_only: bool,
+    // Dropped after nothing can reach the range through this region any more.
+    _guard: Box<dyn Send + Sync + 't>,
 }
 
-// SAFETY: a RawMapping is an address range, not access to it; every access
-// goes through `Mapping`, which hands out references under Rust's borrow
-// rules. The memory stays mapped until `Transport::unmap_memory`.
-unsafe impl Send for RawMapping {}
-// SAFETY: as above; sharing the description of a range shares no access.
-unsafe impl Sync for RawMapping {}
+// SAFETY: a region is the description of a range and a guard that is `Send`
+// and `Sync` itself; it gives no access to the range. Every access goes
+// through `Mapping`, which hands out references under the borrow rules and
+// the view registry (see `mapping`'s reasoning), from whichever thread.
+unsafe impl Send for MappedRegion<'_> {}
+// SAFETY: as above: `&MappedRegion` gives the address, length and access, no bytes.
+unsafe impl Sync for MappedRegion<'_> {}
+
+impl<'t> MappedRegion<'t> {
+    /// A region of `len` bytes at `address`, unmapped when `guard` is dropped.
+    ///
+    /// Making one is safe: nothing trusts a region except as the return
+    /// value of an `unsafe impl Transport`'s `map_memory`, whose
+    /// implementer promises what [`Transport`]'s `# Safety` section says.
+    pub fn new(
+        address: NonNull<u8>,
+        len: usize,
+        read_only: bool,
+        guard: impl Send + Sync + 't,
+    ) -> MappedRegion<'t> {
+        MappedRegion { address, len, read_only, _guard: Box::new(guard) }
+    }
+
+    /// Where the range starts in this process.
+    pub fn address(&self) -> NonNull<u8> {
+        self.address
+    }
+
+    /// The range's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the range is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the range is mapped read-only (the dext set
+    /// `kIOUserClientMemoryReadOnly`, driverkit-facts §5.1, §9-6).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+}
+
+impl std::fmt::Debug for MappedRegion<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedRegion")
+            .field("address", &self.address)
+            .field("len", &self.len)
+            .field("read_only", &self.read_only)
+            .finish_non_exhaustive()
+    }
+}
 
 /// A connection to one user client of a dext.
 ///
@@ -83,39 +137,57 @@ unsafe impl Sync for RawMapping {}
 /// one user client are serialised by DriverKit, driverkit-facts §2.2-11, and
 /// by the simulator alike) and must end every outstanding completion with
 /// [`Error::Disconnected`] when the connection goes away.
-pub trait Transport: Send + Sync {
+///
+/// # Safety
+///
+/// [`Mapping`](crate::Mapping) turns what [`Transport::map_memory`] returns
+/// into `&[u8]` and `&mut [u8]`, so an implementation promises, for every
+/// `Ok(region)` it returns:
+///
+/// 1. *Mapped:* `region.address() .. + region.len()` is mapped in this
+///    process and readable, and writable unless `region.is_read_only()`;
+///    it stays so, at the same address, at least until `region` and every
+///    other region of the same mapping have been dropped.
+/// 2. *One range per mapping:* the bytes are the memory the dext gave for
+///    `memory_type` on this connection (`CopyClientMemoryForType`). Two
+///    live regions are either the same range (the same mapping handed out
+///    again) or do not overlap at all.
+/// 3. *No other references:* the implementation itself creates no Rust
+///    reference into the range while a region of it is alive; its only
+///    accesses to it are the kernel's or another process's (the dext's),
+///    which Rust does not see.
+///
+/// `Mapping` adds the rest: at most one writable view of a range at a time
+/// in this process, and never one beside a read-only view.
+pub unsafe trait Transport: Send + Sync {
     /// `IOConnectCallMethod` / `IOConnectCallAsyncMethod`.
     fn call(&self, call: Call<'_>) -> Result<Reply, CallError>;
 
     /// `IOConnectMapMemory64` with `kIOMapAnywhere`: maps memory type
-    /// `memory_type` and returns where. The range stays valid until
-    /// [`Transport::unmap_memory`] is called with it.
-    fn map_memory(&self, memory_type: u32) -> Result<RawMapping, Error>;
-
-    /// `IOConnectUnmapMemory64`.
-    fn unmap_memory(&self, memory_type: u32, mapping: &RawMapping) -> Result<(), Error>;
+    /// `memory_type`. Mapping a type again while it is mapped returns the
+    /// same range, as IOKit does without `kIOMapUnique`; the last region
+    /// dropped unmaps it (`IOConnectUnmapMemory64`).
+    fn map_memory(&self, memory_type: u32) -> Result<MappedRegion<'_>, Error>;
 }
 
-impl<T: Transport + ?Sized> Transport for &T {
+// SAFETY: forwards to `T`, which keeps the promises; the region borrows `T`
+// through `&T`, so it cannot outlive it.
+unsafe impl<T: Transport + ?Sized> Transport for &T {
     fn call(&self, call: Call<'_>) -> Result<Reply, CallError> {
         (**self).call(call)
     }
-    fn map_memory(&self, memory_type: u32) -> Result<RawMapping, Error> {
+    fn map_memory(&self, memory_type: u32) -> Result<MappedRegion<'_>, Error> {
         (**self).map_memory(memory_type)
-    }
-    fn unmap_memory(&self, memory_type: u32, mapping: &RawMapping) -> Result<(), Error> {
-        (**self).unmap_memory(memory_type, mapping)
     }
 }
 
-impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
+// SAFETY: forwards to `T`, as above; the region borrows the `Arc`, which
+// keeps `T` alive.
+unsafe impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
     fn call(&self, call: Call<'_>) -> Result<Reply, CallError> {
         (**self).call(call)
     }
-    fn map_memory(&self, memory_type: u32) -> Result<RawMapping, Error> {
+    fn map_memory(&self, memory_type: u32) -> Result<MappedRegion<'_>, Error> {
         (**self).map_memory(memory_type)
-    }
-    fn unmap_memory(&self, memory_type: u32, mapping: &RawMapping) -> Result<(), Error> {
-        (**self).unmap_memory(memory_type, mapping)
     }
 }

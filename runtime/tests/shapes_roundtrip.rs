@@ -1094,16 +1094,89 @@ fn read_write_mapping_is_shared_with_the_dext() {
         "{err:?}"
     );
 
-    // A second mapping is the same memory (CopyClientMemoryForType returns
-    // the same descriptor, driverkit-facts §5.1).
+    // A second read-write view while the first lives would be a second
+    // `&mut` to the same bytes: refused, and the first is untouched.
+    let err = client.scratch().unwrap_err();
+    assert!(
+        matches!(&err, Error::Memory { memory_type: 2, detail }
+            if detail.contains("already mapped by a live read-write Mapping")),
+        "{err:?}"
+    );
+    assert_eq!(scratch.as_slice()[100..104], [1, 2, 3, 4]);
+    // Once it is gone, mapping again gives the same memory
+    // (CopyClientMemoryForType returns the same descriptor, driverkit-facts §5.1).
+    drop(scratch);
     let again = client.scratch().unwrap();
     assert_eq!(again.as_slice()[100..104], [1, 2, 3, 4]);
     drop(again);
-    assert_eq!(scratch.as_slice()[100..104], [1, 2, 3, 4]);
-    drop(scratch);
     let d = dext(&client);
-    assert_eq!(d.copies, [2, 2]);
+    assert_eq!(d.copies, [2, 2, 2]);
     assert_eq!(d.scratch.read(8, 8).unwrap(), Point { x: -7, y: 9 }.as_bytes());
+}
+
+#[test]
+fn views_of_one_memory_type_follow_the_borrow_rules() {
+    let client = connect();
+    // Any number of read-only views of a range, all of the same range.
+    let first = client.counters().unwrap();
+    let second = client.counters().unwrap();
+    assert_eq!(first.as_slice().as_ptr(), second.as_slice().as_ptr());
+    // `read_at` reads the memory afresh: it sees what the dext wrote since.
+    assert!(dext(&client).counters.write(16, &9u64.to_ne_bytes()));
+    let mut out = [0u8; 8];
+    second.read_at(16, &mut out).unwrap();
+    assert_eq!(u64::from_ne_bytes(out), 9);
+    let err = first.read_at(4090, &mut out).unwrap_err();
+    assert!(
+        matches!(&err, Error::Memory { memory_type: 1, detail } if detail.contains("do not fit"))
+    );
+
+    // A read-only view of a read-write type may not stand beside its
+    // writable view, in either order.
+    let transport: &dyn Transport = client.transport();
+    let scratch = client.scratch().unwrap();
+    let err = dextlink::Mapping::<dextlink::ReadOnly>::map(transport, 2, 65536).unwrap_err();
+    assert!(matches!(&err, Error::Memory { memory_type: 2, .. }), "{err:?}");
+    drop(scratch);
+    let reader = dextlink::Mapping::<dextlink::ReadOnly>::map(transport, 2, 65536).unwrap();
+    let err = client.scratch().unwrap_err();
+    assert!(
+        matches!(&err, Error::Memory { memory_type: 2, detail } if detail.contains("read-only Mapping")),
+        "{err:?}"
+    );
+    drop(reader);
+    client.scratch().unwrap();
+}
+
+/// The lines of `/proc/self/maps` that map the same file as the mapping at
+/// `address`: the dext's own mapping of its memfd and the client's. (By
+/// inode, so that tests mapping other memory at the same time do not count.)
+fn mappings_of_the_file_at(address: usize) -> usize {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let fields = |line: &str| line.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    let inode = maps
+        .lines()
+        .map(fields)
+        .find(|f| usize::from_str_radix(f[0].split('-').next().unwrap(), 16).unwrap() == address)
+        .map(|f| f[4].clone())
+        .expect("the mapping is in /proc/self/maps");
+    maps.lines().map(fields).filter(|f| f[4] == inode).count()
+}
+
+#[test]
+fn dropping_the_last_view_unmaps() {
+    let client = connect();
+    let first = client.counters().unwrap();
+    let address = first.as_slice().as_ptr() as usize;
+    let (dext_only, with_client) = (1, 2);
+    assert_eq!(mappings_of_the_file_at(address), with_client);
+    let second = client.counters().unwrap();
+    assert_eq!(mappings_of_the_file_at(address), with_client, "one mapping for both views");
+    drop(first);
+    assert_eq!(mappings_of_the_file_at(address), with_client, "the second view keeps it mapped");
+    let dext_address = dext(&client).counters.as_ptr().as_ptr() as usize;
+    drop(second);
+    assert_eq!(mappings_of_the_file_at(dext_address), dext_only);
 }
 
 #[test]

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use ffi::{Connection, IoObject, ServiceNotification};
 use notifier::Notifier;
 
-use crate::{Call, CallError, Error, IoReturn, RawMapping, Reply, StructOutput, Transport};
+use crate::{Call, CallError, Error, IoReturn, MappedRegion, Reply, StructOutput, Transport};
 
 /// How to open a user client.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,6 +65,7 @@ pub struct IoKit {
 /// A memory type mapped into this task, shared by every `map_memory` of it.
 #[derive(Debug, Clone, Copy)]
 struct Mapped {
+    /// Where `IOConnectMapMemory64` mapped it; never 0.
     address: u64,
     len: usize,
     read_only: bool,
@@ -195,7 +196,13 @@ fn find_service(service_name: &str, wait: Option<Duration>) -> Result<IoObject, 
     }
 }
 
-impl Transport for IoKit {
+// SAFETY: a region is the range `IOConnectMapMemory64` mapped for the type
+// (`kIOMapAnywhere`: at an address no other mapping holds), readable, and
+// writable unless `mach_vm_region` reports otherwise; it is unmapped only
+// when the last region of it is dropped (`RegionGuard`, which borrows the
+// `IoKit`). The table holds one mapping per memory type, so the type mapped
+// again is the same range. Nothing here makes a reference into a mapping.
+unsafe impl Transport for IoKit {
     fn call(&self, call: Call<'_>) -> Result<Reply, CallError> {
         let Call {
             selector,
@@ -275,12 +282,11 @@ impl Transport for IoKit {
     /// mapped range: the kernel maps a type read-only when the dext set
     /// `kIOUserClientMemoryReadOnly` (driverkit-facts §5.1, §5.3), and the
     /// client cannot ask otherwise.
-    fn map_memory(&self, memory_type: u32) -> Result<RawMapping, Error> {
+    fn map_memory(&self, memory_type: u32) -> Result<MappedRegion<'_>, Error> {
         let memory_error = |detail: String| Error::Memory { memory_type, detail };
         let mut mappings = self.mappings();
         if let Some(mapped) = mappings.get_mut(&memory_type) {
-            mapped.users += 1;
-            return raw_mapping(mapped).ok_or_else(|| memory_error("mapped at 0".to_string()));
+            return self.region(memory_type, mapped);
         }
         let (address, size) = self
             .connection
@@ -308,41 +314,49 @@ impl Transport for IoKit {
                 )));
             }
         };
-        let mapped = Mapped { address, len, read_only, users: 1 };
-        mappings.insert(memory_type, mapped);
-        raw_mapping(&mapped).ok_or_else(|| memory_error("mapped at 0".to_string()))
-    }
-
-    fn unmap_memory(&self, memory_type: u32, mapping: &RawMapping) -> Result<(), Error> {
-        let mut mappings = self.mappings();
-        let Some(mapped) = mappings.get_mut(&memory_type) else {
-            return Err(Error::Memory { memory_type, detail: "is not mapped".to_string() });
-        };
-        if mapped.address != mapping.address.as_ptr() as u64 || mapped.len != mapping.len {
-            return Err(Error::Memory {
-                memory_type,
-                detail: "this is not the range it is mapped at".to_string(),
-            });
-        }
-        mapped.users -= 1;
-        if mapped.users > 0 {
-            return Ok(());
-        }
-        let address = mapped.address;
-        mappings.remove(&memory_type);
-        // SAFETY: the last user of the mapping gave it back: the `Transport`
-        // contract is that a range is not accessed after `unmap_memory`, and
-        // every other `map_memory` of this type has been unmapped already.
-        unsafe { self.connection.unmap_memory(memory_type, address) }.map_err(|code| {
-            Error::Memory { memory_type, detail: format!("IOConnectUnmapMemory64 failed: {code}") }
-        })
+        let mapped =
+            mappings.entry(memory_type).or_insert(Mapped { address, len, read_only, users: 0 });
+        self.region(memory_type, mapped)
     }
 }
 
-fn raw_mapping(mapped: &Mapped) -> Option<RawMapping> {
-    Some(RawMapping {
-        address: NonNull::new(mapped.address as usize as *mut u8)?,
-        len: mapped.len,
-        read_only: mapped.read_only,
-    })
+impl IoKit {
+    /// One more region of `mapped`, counted in its `users`.
+    fn region(&self, memory_type: u32, mapped: &mut Mapped) -> Result<MappedRegion<'_>, Error> {
+        let start = NonNull::new(mapped.address as usize as *mut u8).ok_or_else(|| {
+            Error::Memory { memory_type, detail: "mapped at address 0".to_string() }
+        })?;
+        mapped.users += 1;
+        Ok(MappedRegion::new(
+            start,
+            mapped.len,
+            mapped.read_only,
+            RegionGuard { iokit: self, memory_type },
+        ))
+    }
+}
+
+/// Gives a region back; the last one of a memory type unmaps it.
+struct RegionGuard<'t> {
+    iokit: &'t IoKit,
+    memory_type: u32,
+}
+
+impl Drop for RegionGuard<'_> {
+    fn drop(&mut self) {
+        let mut mappings = self.iokit.mappings();
+        let Some(mapped) = mappings.get_mut(&self.memory_type) else { return };
+        mapped.users -= 1;
+        if mapped.users > 0 {
+            return;
+        }
+        let address = mapped.address;
+        mappings.remove(&self.memory_type);
+        // SAFETY: the last region of the mapping is being dropped, and with
+        // it the last `Mapping` that could reach the range (the `Transport`
+        // contract: references into a range live no longer than a region).
+        // Unmapping can only fail when the connection is gone already, and
+        // then the kernel has torn the mapping down itself.
+        let _ = unsafe { self.iokit.connection.unmap_memory(self.memory_type, address) };
+    }
 }

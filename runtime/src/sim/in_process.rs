@@ -1,15 +1,14 @@
 //! A transport to a user client running in this process, on a thread of its own.
 
-use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use super::host::{self, CallRequest, CallResponse};
-use super::memory::ClientMap;
+use super::memory::ClientMaps;
 use super::{ClientMemory, UserClient};
 use crate::server::AsyncCompletion;
-use crate::{Call, CallError, CompletionSlot, Error, IoReturn, RawMapping, Reply, Transport};
+use crate::{Call, CallError, CompletionSlot, Error, IoReturn, MappedRegion, Reply, Transport};
 
 /// One user client of a dext running in this process.
 ///
@@ -30,9 +29,8 @@ pub struct InProcess<U> {
     thread: Option<JoinHandle<()>>,
     /// Completions of this client's async calls that may still arrive.
     outstanding: Mutex<Vec<CompletionSlot>>,
-    /// This client's mappings by address, with a count for a type mapped
-    /// more than once (`IOConnectMapMemory64` returns the same mapping).
-    mapped: Mutex<HashMap<usize, (ClientMap, usize)>>,
+    /// This client's mappings of the dext's memory.
+    maps: ClientMaps,
 }
 
 /// A call for the user client's thread, and where its answer goes.
@@ -78,7 +76,7 @@ impl<U: UserClient> InProcess<U> {
             queue: thread.is_some().then_some(queue),
             thread,
             outstanding: Mutex::new(Vec::new()),
-            mapped: Mutex::new(HashMap::new()),
+            maps: ClientMaps::default(),
         }
     }
 
@@ -89,7 +87,14 @@ impl<U: UserClient> InProcess<U> {
     }
 }
 
-impl<U: UserClient> Transport for InProcess<U> {
+// SAFETY: every region comes from `ClientMaps`: a `ClientMap` is this
+// process's own `mmap` of the dext's memfd, `PROT_READ` and also
+// `PROT_WRITE` unless read-only, of the descriptor's whole length; it stays
+// mapped until the last region of it is dropped (each region's guard borrows
+// `self.maps`). The table is keyed by the descriptor, so a descriptor mapped
+// again is the same range, and distinct mappings are distinct `mmap`s, which
+// never overlap. Nothing here makes a reference into a mapping.
+unsafe impl<U: UserClient> Transport for InProcess<U> {
     fn call(&self, mut call: Call<'_>) -> Result<Reply, CallError> {
         let queue = self.queue.as_ref().ok_or(CallError::Transport(Error::Disconnected))?;
         let completion = call.completion.take().map(|slot| {
@@ -109,7 +114,7 @@ impl<U: UserClient> Transport for InProcess<U> {
         response.apply(call)
     }
 
-    fn map_memory(&self, memory_type: u32) -> Result<RawMapping, Error> {
+    fn map_memory(&self, memory_type: u32) -> Result<MappedRegion<'_>, Error> {
         // `CopyClientMemoryForType` runs under the same lock as the calls:
         // it too is serialised with the user client's other work.
         let ClientMemory { memory, read_only } = self
@@ -119,34 +124,12 @@ impl<U: UserClient> Transport for InProcess<U> {
                 memory_type,
                 detail: format!("CopyClientMemoryForType failed: {code}"),
             })?;
-        let mut mapped = lock(&self.mapped);
-        // The same descriptor mapped again is the same mapping.
-        let existing = mapped.values_mut().find(|(map, _)| map.source == memory.identity());
-        if let Some((map, count)) = existing {
-            *count += 1;
-            return Ok(map.raw());
-        }
-        let map = memory.map_for_client(read_only).map_err(|error| Error::Memory {
-            memory_type,
-            detail: format!("mapping failed: {error}"),
-        })?;
-        let raw = map.raw();
-        mapped.insert(raw.address.as_ptr() as usize, (map, 1));
-        Ok(raw)
-    }
-
-    fn unmap_memory(&self, memory_type: u32, mapping: &RawMapping) -> Result<(), Error> {
-        let mut mapped = lock(&self.mapped);
-        let key = mapping.address.as_ptr() as usize;
-        let Some((_, count)) = mapped.get_mut(&key) else {
-            // `IOConnectUnmapMemory64` of an address that is not mapped.
-            return Err(Error::Memory { memory_type, detail: "not mapped".to_string() });
-        };
-        *count -= 1;
-        if *count == 0 {
-            mapped.remove(&key);
-        }
-        Ok(())
+        self.maps.region(memory.identity(), || {
+            memory.map_for_client(read_only).map_err(|error| Error::Memory {
+                memory_type,
+                detail: format!("mapping failed: {error}"),
+            })
+        })
     }
 }
 

@@ -8,10 +8,15 @@
 //! memory type is mapped `PROT_READ` in the client, so a write there faults
 //! as it would on a Mac (`kIOUserClientMemoryReadOnly` → `kIOMapReadOnly`, §5.1).
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::ptr::NonNull;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::MappedRegion;
 
 use memmap2::{MmapOptions, MmapRaw};
 
@@ -105,7 +110,7 @@ impl SharedMemory {
 
     /// Maps the memory again, as a client does.
     pub(crate) fn map_for_client(&self, read_only: bool) -> io::Result<ClientMap> {
-        ClientMap::new(&self.file, self.len(), read_only, self.identity())
+        ClientMap::new(&self.file, self.len(), read_only)
     }
 
     /// What names this memory across processes: its address in the dext.
@@ -119,32 +124,75 @@ impl SharedMemory {
 pub(crate) struct ClientMap {
     map: MmapRaw,
     read_only: bool,
-    /// The [`SharedMemory::identity`] of the memory mapped: mapping one
-    /// descriptor twice gives the existing mapping, as IOKit does without
-    /// `kIOMapUnique`.
-    pub(crate) source: u64,
 }
 
 impl ClientMap {
     /// Maps `len` bytes of `file`, `PROT_READ` only if `read_only`.
-    pub(crate) fn new(
-        file: &impl AsFd,
-        len: usize,
-        read_only: bool,
-        source: u64,
-    ) -> io::Result<ClientMap> {
+    pub(crate) fn new(file: &impl AsFd, len: usize, read_only: bool) -> io::Result<ClientMap> {
         let fd = file.as_fd().as_raw_fd();
         let mut options = MmapOptions::new();
         options.len(len);
         let map = if read_only { options.map_raw_read_only(fd)? } else { options.map_raw(fd)? };
-        Ok(ClientMap { map, read_only, source })
+        Ok(ClientMap { map, read_only })
     }
 
-    pub(crate) fn raw(&self) -> crate::RawMapping {
-        crate::RawMapping {
-            address: NonNull::new(self.map.as_mut_ptr()).expect("mmap returned null"),
-            len: self.map.len(),
-            read_only: self.read_only,
+    fn address(&self) -> NonNull<u8> {
+        NonNull::new(self.map.as_mut_ptr()).expect("mmap returned null")
+    }
+}
+
+/// A client's mappings, by the [`SharedMemory::identity`] of what they map,
+/// each with the number of live regions of it: mapping one descriptor again
+/// gives the same range (IOKit without `kIOMapUnique`, driverkit-facts §5.3),
+/// and the last region dropped unmaps it.
+#[derive(Debug, Default)]
+pub(crate) struct ClientMaps {
+    maps: Mutex<HashMap<u64, (ClientMap, usize)>>,
+}
+
+impl ClientMaps {
+    fn maps(&self) -> MutexGuard<'_, HashMap<u64, (ClientMap, usize)>> {
+        // Every critical section leaves the table consistent.
+        self.maps.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A region of the mapping of `identity`, made by `map` if there is none.
+    pub(crate) fn region<E>(
+        &self,
+        identity: u64,
+        map: impl FnOnce() -> Result<ClientMap, E>,
+    ) -> Result<MappedRegion<'_>, E> {
+        let mut maps = self.maps();
+        let (client_map, users) = match maps.entry(identity) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => entry.insert((map()?, 0)),
+        };
+        *users += 1;
+        let region = MappedRegion::new(
+            client_map.address(),
+            client_map.map.len(),
+            client_map.read_only,
+            RegionGuard { maps: self, identity },
+        );
+        Ok(region)
+    }
+}
+
+/// Gives a region back to its [`ClientMaps`]; the last one unmaps.
+struct RegionGuard<'t> {
+    maps: &'t ClientMaps,
+    identity: u64,
+}
+
+impl Drop for RegionGuard<'_> {
+    fn drop(&mut self) {
+        let mut maps = self.maps.maps();
+        if let Some((_, users)) = maps.get_mut(&self.identity) {
+            *users -= 1;
+            if *users == 0 {
+                // Dropping the `ClientMap` is the `munmap`.
+                maps.remove(&self.identity);
+            }
         }
     }
 }

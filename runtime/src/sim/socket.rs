@@ -15,11 +15,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use super::host::{self, CallRequest};
-use super::memory::ClientMap;
+use super::memory::{ClientMap, ClientMaps};
 use super::wire::{self, Body, Fields, Frame, Kind};
 use super::{ClientMemory, Driver, OpenOptions, Simulator, UserClient, open_error};
 use crate::server::AsyncCompletion;
-use crate::{Call, CallError, CompletionSlot, Error, IoReturn, RawMapping, Reply, Transport};
+use crate::{Call, CallError, CompletionSlot, Error, IoReturn, MappedRegion, Reply, Transport};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Critical sections leave their data consistent; ignore poisoning.
@@ -151,6 +151,8 @@ pub struct SocketTransport {
     writer: Mutex<UnixStream>,
     reader: Option<JoinHandle<()>>,
     service: String,
+    /// This client's mappings of the server's memory.
+    maps: ClientMaps,
 }
 
 impl std::fmt::Debug for SocketTransport {
@@ -172,8 +174,6 @@ struct State {
     replies: HashMap<u64, Option<Frame>>,
     /// Async calls whose completion may still arrive, by call id.
     completions: HashMap<u64, CompletionSlot>,
-    /// This client's mappings by identity of the memory: (map, count).
-    mapped: HashMap<u64, (ClientMap, usize)>,
     /// Why the connection ended, once it has.
     closed: Option<Error>,
 }
@@ -193,8 +193,13 @@ impl SocketTransport {
             .name("dextlink sim client".to_string())
             .spawn(move || read_loop(&reader_stream, &on_reader))
             .map_err(transport_error)?;
-        let transport =
-            SocketTransport { shared, writer: Mutex::new(stream), reader: Some(reader), service };
+        let transport = SocketTransport {
+            shared,
+            writer: Mutex::new(stream),
+            reader: Some(reader),
+            service,
+            maps: ClientMaps::default(),
+        };
         let body = Body::default().u32(options.kind).u32(u32::from(options.entitled)).0;
         let reply = transport.request(Kind::Open, &body, None)?;
         let mut fields = Fields::new(&reply.body);
@@ -309,7 +314,16 @@ fn route(frame: Frame, shared: &Shared) -> io::Result<()> {
     Ok(())
 }
 
-impl Transport for SocketTransport {
+// SAFETY: every region comes from `ClientMaps`: a `ClientMap` is this
+// process's own `mmap` of the memfd the server sent, `PROT_READ` and also
+// `PROT_WRITE` unless read-only, of the length the server gave (a length the
+// file does not have faults on access, never a wild access: the pages are
+// the file's); it stays mapped until the last region of it is dropped (each
+// region's guard borrows `self.maps`). The table is keyed by the server's
+// identity of the descriptor, so the same memory mapped again is the same
+// range, and distinct mappings are distinct `mmap`s, which never overlap.
+// Nothing here makes a reference into a mapping.
+unsafe impl Transport for SocketTransport {
     fn call(&self, mut call: Call<'_>) -> Result<Reply, CallError> {
         let request = CallRequest::from_call(&call);
         let slot = call.completion.take();
@@ -326,7 +340,7 @@ impl Transport for SocketTransport {
         response.apply(call)
     }
 
-    fn map_memory(&self, memory_type: u32) -> Result<RawMapping, Error> {
+    fn map_memory(&self, memory_type: u32) -> Result<MappedRegion<'_>, Error> {
         let body = Body::default().u32(memory_type).0;
         let mut reply = self.request(Kind::Map, &body, None)?;
         let mut fields = Fields::new(&reply.body);
@@ -345,33 +359,13 @@ impl Transport for SocketTransport {
             });
         }
         let memory_error = |detail: String| Error::Memory { memory_type, detail };
-        let mut state = lock(&self.shared.state);
-        if let Some((map, count)) = state.mapped.get_mut(&identity) {
-            *count += 1;
-            return Ok(map.raw());
-        }
-        let fd = wire::fd_of(&mut reply)
-            .ok_or_else(|| memory_error("the simulator sent no descriptor".to_string()))?;
-        let len = usize::try_from(len).map_err(|_| memory_error(format!("{len} bytes")))?;
-        let map = ClientMap::new(&fd, len, read_only, identity)
-            .map_err(|error| memory_error(format!("mapping failed: {error}")))?;
-        let raw = map.raw();
-        state.mapped.insert(identity, (map, 1));
-        Ok(raw)
-    }
-
-    fn unmap_memory(&self, memory_type: u32, mapping: &RawMapping) -> Result<(), Error> {
-        let mut state = lock(&self.shared.state);
-        let address = mapping.address;
-        let found = state.mapped.iter_mut().find(|(_, (map, _))| map.raw().address == address);
-        let Some((&identity, (_, count))) = found else {
-            return Err(Error::Memory { memory_type, detail: "not mapped".to_string() });
-        };
-        *count -= 1;
-        if *count == 0 {
-            state.mapped.remove(&identity);
-        }
-        Ok(())
+        self.maps.region(identity, || {
+            let fd = wire::fd_of(&mut reply)
+                .ok_or_else(|| memory_error("the simulator sent no descriptor".to_string()))?;
+            let len = usize::try_from(len).map_err(|_| memory_error(format!("{len} bytes")))?;
+            ClientMap::new(&fd, len, read_only)
+                .map_err(|error| memory_error(format!("mapping failed: {error}")))
+        })
     }
 }
 
