@@ -53,6 +53,7 @@ mod in_process;
 pub mod kernel;
 mod memory;
 mod process;
+pub mod registry;
 mod socket;
 pub mod usb;
 mod wire;
@@ -194,6 +195,15 @@ impl<D: Driver> Simulator<D> {
     fn open_error(&self, code: IoReturn) -> Error {
         open_error(&self.service, code)
     }
+}
+
+/// Opens a user client of the dext served as `service` (its `IOUserClass`)
+/// by a running simulator, found through the [`registry`]: the simulator's
+/// `IOServiceGetMatchingService(IOServiceNameMatching(service))` and
+/// `IOServiceOpen`. With several servers of one service, the oldest entry
+/// (the lowest registry ID) is opened, as the first match is on a Mac.
+pub fn open(service: &str, options: &OpenOptions) -> Result<SocketTransport, Error> {
+    registry::Registry::from_env().open(service, options)
 }
 
 /// The client's error for a refused open.

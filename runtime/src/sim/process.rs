@@ -38,6 +38,14 @@ impl ServerProcess {
         ));
         std::fs::create_dir_all(&dir)?;
         let socket = dir.join("dext.sock");
+        // A server started for a tool or a test is found by its socket; it
+        // lists itself in a registry of its own, removed with it, unless the
+        // caller named one (to find it by service name).
+        let named_registry =
+            command.get_envs().any(|(key, _)| key == super::registry::REGISTRY_ENV);
+        if !named_registry {
+            command.env(super::registry::REGISTRY_ENV, dir.join("registry"));
+        }
         let child = command.env(SOCKET_ENV, &socket).spawn()?;
         let mut server = ServerProcess { child, dir, socket };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -40,13 +40,17 @@ impl<D: Driver> Simulator<D> {
         }
     }
 
-    /// Binds `path` (replacing a stale socket file) and serves on it.
+    /// Binds `path` (replacing a stale socket file) and serves on it, listed
+    /// in the [`registry`](super::registry) under the service name for as
+    /// long as it serves, so that [`sim::open`](super::open) finds it.
     pub fn serve_path(&self, path: &Path) -> io::Result<()> {
         match std::fs::remove_file(path) {
             Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
             _ => {}
         }
-        self.serve(UnixListener::bind(path)?)
+        let listener = UnixListener::bind(path)?;
+        let _listed = super::registry::Registry::from_env().register(self.service(), path)?;
+        self.serve(listener)
     }
 
     fn serve_connection(&self, stream: UnixStream) {
