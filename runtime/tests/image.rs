@@ -212,13 +212,11 @@ fn hex_and_srec_text_is_never_read_as_raw() {
             "{name}: {err:?}"
         );
         let message = err.to_string();
-        let article = if format == Format::Hex { "an" } else { "a" };
+        let record = if format == Format::Hex { "an Intel HEX record" } else { "an S-record" };
         let expected = format!(
-            "{}: line {line} is {article} {} record: the file is {} text, not a raw binary; read \
-             it as {} (`--format {}`), whose records carry the addresses",
+            "{}: line {line} is {record}: the file is {} text, not a raw binary; read it as {} \
+             (`--format {}`), whose records carry the addresses",
             path.display(),
-            format.description(),
-            format.description(),
             format.description(),
             format.name()
         );

@@ -592,10 +592,10 @@ pub enum ImageError {
     /// The file was to be read as a raw binary, but holds the records of a
     /// text format: flashing it raw would write its text.
     #[error(
-        "{}: line {line} is {} record: the file is {} text, not a raw binary; read it as {} \
+        "{}: line {line} is {}: the file is {} text, not a raw binary; read it as {} \
          (`--format {}`), whose records carry the addresses",
         path.display(),
-        if *format == Format::Hex { "an Intel HEX" } else { "a Motorola S-record" },
+        if *format == Format::Hex { "an Intel HEX record" } else { "an S-record" },
         format.description(),
         format.description(),
         format.name()
