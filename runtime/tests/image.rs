@@ -180,8 +180,8 @@ fn a_raw_binary_needs_a_load_address() {
             err.to_string(),
             format!(
                 "{}: a raw binary carries no load address: give the address of its first byte, \
-                 e.g. `--address 0x08000000` (OpenOptions::load_address); Intel HEX, S-record, \
-                 ELF and UF2 images carry their own addresses and need none",
+                 e.g. `--address 0x08000000`; Intel HEX, S-record, ELF and UF2 images carry \
+                 their own addresses and need none",
                 path.display()
             )
         );
@@ -262,7 +262,7 @@ fn all_text_is_refused_as_a_detected_raw_binary() {
                 err.to_string(),
                 format!(
                     "{}: the file is all text ({start}), not firmware; if it really is a raw \
-                     image, insist with `--format bin` (OpenOptions::format(Format::Bin))",
+                     image, insist with `--format bin`",
                     path.display()
                 ),
                 "{name}"

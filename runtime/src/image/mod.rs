@@ -577,11 +577,13 @@ pub enum ImageError {
     },
 
     /// A raw binary was opened without a load address: it carries none of
-    /// its own, and guessing one flashes the image to the wrong place.
+    /// its own, and guessing one flashes the image to the wrong place. Give
+    /// one with [`OpenOptions::load_address`]; the message names the flag of
+    /// the upload tools (`--address`), which is where users meet it.
     #[error(
         "{}: a raw binary carries no load address: give the address of its first byte, e.g. \
-         `--address 0x08000000` (OpenOptions::load_address); Intel HEX, S-record, ELF and UF2 \
-         images carry their own addresses and need none",
+         `--address 0x08000000`; Intel HEX, S-record, ELF and UF2 images carry their own \
+         addresses and need none",
         path.display()
     )]
     NoLoadAddress {
@@ -611,9 +613,10 @@ pub enum ImageError {
 
     /// No format was given or detected, and the whole file is text: not
     /// firmware, but a README or source file handed over by mistake.
+    /// [`OpenOptions::format`] with [`Format::Bin`] insists (`--format bin`).
     #[error(
         "{}: the file is all text ({start}), not firmware; if it really is a raw image, insist \
-         with `--format bin` (OpenOptions::format(Format::Bin))",
+         with `--format bin`",
         path.display()
     )]
     Text {
