@@ -218,6 +218,7 @@ fn hex_and_srec_text_is_never_read_as_raw() {
              (`--format {}`), whose records carry the addresses",
             path.display(),
             format.description(),
+            format.description(),
             format.name()
         );
         assert_eq!(message, expected, "{name}");
