@@ -85,7 +85,8 @@ fn device(link: LinkModel, timing: Option<FlashTiming>, bank_size: u64) -> SimOp
 /// device's modelled flash busy time.
 fn upload(image: &Path, options: &SimOptions, config: Config) -> (Summary, Duration) {
     let simulator = fwloader::sim::simulator(options).expect("the simulated device");
-    let image = Image::open(image, Some(Format::Bin), None).expect("the benchmark image");
+    let image =
+        Image::open(image, Some(Format::Bin), Some(0x0800_0000)).expect("the benchmark image");
     let connect = || FwLoader::connect(simulator.open()?);
     let summary = Upload::new(image).config(config).run(connect, |_| {}).expect("the upload");
     let busy = simulator.driver().bootloader().flash().stats().busy;
@@ -325,7 +326,8 @@ pub fn child_role() -> bool {
         }
         Some("client") => {
             let socket = dextlink::sim::socket_path_from_env().expect("a socket");
-            let image = Image::open(&path, Some(Format::Bin), None).expect("the image");
+            let image =
+                Image::open(&path, Some(Format::Bin), Some(0x0800_0000)).expect("the image");
             let connect =
                 || FwLoader::connect(SocketTransport::connect(&socket, &OpenOptions::default())?);
             Upload::new(image).run(connect, |_| {}).expect("the upload");

@@ -8,8 +8,9 @@
 //! - dispatch: one well-formed call of every method of both interfaces,
 //!   through the kernel layer and made by hand, and a few malformed ones,
 //!   in the input layout `fuzz_targets/dispatch.rs` describes;
-//! - image: tiny Intel HEX, UF2, ELF (32/64-bit, both byte orders) and raw
-//!   images, written with `dextlink_tests::images`.
+//! - image: tiny Intel HEX, S-record, UF2, ELF (32/64-bit, both byte
+//!   orders) and raw images, written with `dextlink_tests::images`, and a
+//!   text file (refused as raw).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -127,6 +128,18 @@ fn main() {
         images::EOF.to_string(),
     ];
     write(&dir, "seed-segment-address.hex", (segment_records.join("\n") + "\n").as_bytes());
+    write(&dir, "seed-two-chunks.srec", images::srec_text(&chunks).as_bytes());
+    write(&dir, "seed-s1.s19", images::srec_text_with(&[(0x0100, vec![3; 20])], 1).as_bytes());
+    write(&dir, "seed-s2.s28", images::srec_text_with(&wide, 2).as_bytes());
+    // An S6 count and an S9 after S3 data, with CRLF line ends.
+    let mixed = [
+        images::srec_line(0, b"\0\0hdr"),
+        images::srec_line(3, &[0x08, 0, 0, 0, 1, 2, 3]),
+        images::srec_line(6, &[0, 0, 1]),
+        images::srec_line(9, &[0, 0]),
+    ];
+    write(&dir, "seed-mixed-crlf.srec", (mixed.join("\r\n") + "\r\n").as_bytes());
+    write(&dir, "seed-text.txt", b"# not firmware\n\nplain text \xe2\x80\x94 UTF-8\n");
     write(&dir, "seed-two-chunks.uf2", &images::uf2(&images::uf2_blocks(&chunks)));
     let mut bare = images::uf2_blocks(&[(0x1000, vec![7; 300])]);
     bare[1].flags = 0; // no family ID

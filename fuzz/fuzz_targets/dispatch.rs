@@ -152,13 +152,13 @@ fn valid_config(b: &[u8]) -> bool {
     matches!(b[CONFIG_MODE], 0 | 1 | 0xff) && b[CONFIG_ENABLED] <= 1 && (-1..=1).contains(&trim)
 }
 
-/// `ImageInfo`: total_len 0, load_address 8, format 16 (`ImageFormat`, 0..=3), crc 20.
+/// `ImageInfo`: total_len 0, load_address 8, format 16 (`ImageFormat`, 0..=4), crc 20.
 const IMAGE_INFO_FORMAT: usize = 16;
 
 fn valid_image_info(b: &[u8]) -> bool {
     let format =
         u32::from_ne_bytes(b[IMAGE_INFO_FORMAT..IMAGE_INFO_FORMAT + 4].try_into().unwrap());
-    format <= 3
+    format <= 4
 }
 
 const SHAPES: &[Method] = &[
@@ -534,7 +534,7 @@ impl shapes::Handler for Dext {
 
 impl fw_loader::Handler for Dext {
     fn begin(&mut self, info: &fw_loader::ImageInfo) -> Result<fw_loader::BeginOutput, IoReturn> {
-        assert!(info.format <= 3, "begin: format = {}", info.format);
+        assert!(info.format <= 4, "begin: format = {}", info.format);
         assert!(info.format().is_ok() && info.is_valid());
         self.enter()?;
         Ok(fw_loader::BeginOutput { session: info.total_len, resume_offset: 0 })

@@ -1,6 +1,6 @@
-//! The firmware image parsers: any file, read as raw, Intel HEX, ELF, UF2 or
-//! detected, opens or fails with an error, never a panic; an image that
-//! opens reads back whole.
+//! The firmware image parsers: any file, read as raw, Intel HEX, S-record,
+//! ELF, UF2 or detected, with and without a load address, opens or fails
+//! with an error, never a panic; an image that opens reads back whole.
 //!
 //! What an opened image must satisfy (runtime/src/image/mod.rs, "Rules
 //! shared by all formats"): segments address-ordered, non-empty and
@@ -19,6 +19,9 @@ use libfuzzer_sys::fuzz_target;
 
 /// Small enough that a file of a few KiB flattens to a few MiB at most.
 const MAX_GAP: u64 = 1024;
+/// The load address given on the second open of each format (raw binaries
+/// need one; for the others it must match, or the open fails).
+const LOAD_ADDRESS: u64 = 0x0800_0000;
 /// Reads of the flattened image, in chunks of this size.
 const CHUNK: usize = 64 * 1024;
 
@@ -41,19 +44,25 @@ fn scratch_path() -> PathBuf {
 fuzz_target!(|data: &[u8]| {
     let path = scratch_path();
     std::fs::write(&path, data).expect("write the scratch image");
-    for format in Format::ALL.map(Some).into_iter().chain([None]) {
+    let formats = Format::ALL.map(Some).into_iter().chain([None]);
+    let opens: Vec<_> = formats.flat_map(|f| [(f, None), (f, Some(LOAD_ADDRESS))]).collect();
+    for &(format, address) in &opens {
         let mut options = OpenOptions::new();
         options.max_gap(MAX_GAP);
         if let Some(format) = format {
             options.format(format);
         }
+        if let Some(address) = address {
+            options.load_address(address);
+        }
         let Ok(image) = options.open(&path) else { continue };
+        assert!(image.format() != Format::Bin || address.is_some(), "a raw binary without address");
         check(&image);
     }
     // The same through the convenience entry point (default gap limit):
     // it must not panic either; only small images are read back.
-    for format in Format::ALL {
-        if let Ok(image) = Image::open(&path, Some(format), None)
+    for &(format, address) in &opens {
+        if let Ok(image) = Image::open(&path, format, address)
             && image.len() <= 4 << 20
         {
             check(&image);

@@ -1,6 +1,7 @@
 //! The firmware image module: every format round-trips to the expected
 //! flattened bytes (gaps as 0xFF), malformed files are refused with the file
-//! and the place named, and no input makes a parser panic.
+//! and the place named, text is never taken as a raw binary, a raw binary
+//! needs a load address, and no input makes a parser panic.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -69,10 +70,18 @@ fn format_names_round_trip() {
     }
     assert_eq!("raw".parse::<Format>().unwrap(), Format::Bin);
     assert_eq!("IHEX".parse::<Format>().unwrap(), Format::Hex);
-    let err = "srec".parse::<Format>().unwrap_err();
+    for name in ["srec", "S19", "s28", "s37", "mot"] {
+        assert_eq!(name.parse::<Format>().unwrap(), Format::Srec, "{name}");
+    }
+    assert_eq!(Format::Srec.name(), "srec");
+    assert_eq!(Format::Srec.description(), "Motorola S-record");
+    assert!(Format::Srec.is_addressed());
+    assert_eq!(Format::ALL.len(), 5);
+    let err = "motorola".parse::<Format>().unwrap_err();
     assert_eq!(
         err.to_string(),
-        "unknown image format `srec`; expected bin, raw, hex, ihex, elf or uf2"
+        "unknown image format `motorola`; expected bin, raw, hex, ihex, srec, s19, s28, s37, mot, \
+         elf or uf2"
     );
 }
 
@@ -82,6 +91,9 @@ fn detection_by_magic_then_extension() {
     let (elf_bytes, _) = elf(false, false, &[Phdr::load(0x100, vec![1, 2, 3])]);
     let uf2_bytes = uf2(&uf2_blocks(&[(0x2000, vec![7; 10])]));
     let hex = hex_text(&[(0x10, vec![1, 2, 3])]);
+    let srec = srec_text(&[(0x10, vec![1, 2, 3])]);
+    let commented_hex = format!("# written by a build script\n\n{hex}");
+    let commented_srec = format!("  ; header comment\r\n{srec}");
     let cases: &[(&str, &[u8], Format)] = &[
         // Content wins over a misleading name.
         ("app.bin", &elf_bytes, Format::Elf),
@@ -89,15 +101,31 @@ fn detection_by_magic_then_extension() {
         ("app.txt", hex.as_bytes(), Format::Hex),
         ("app.elf", hex.as_bytes(), Format::Hex),
         ("crlf.x", b":0100000001FE\r\n:00000001FF\r\n", Format::Hex),
+        ("app.srec.txt", srec.as_bytes(), Format::Srec),
+        ("fw.bin", srec.as_bytes(), Format::Srec),
+        ("fw.hex", srec.as_bytes(), Format::Srec),
+        ("fw.s19", hex.as_bytes(), Format::Hex),
+        ("lower.x", b"s0030000fc\n", Format::Bin), // 's' is not a record start
+        ("fw2.bin", commented_hex.as_bytes(), Format::Hex),
+        ("fw3.bin", commented_srec.as_bytes(), Format::Srec),
+        ("cut.dat", b"S3150800", Format::Srec), // cut off: still an S-record's start
         // No magic: the extension decides.
         ("broken.hex", b"garbage", Format::Hex),
         ("broken.ELF", b"garbage", Format::Elf),
         ("broken.uf2", b"garbage", Format::Uf2),
         ("empty.ihex", b"", Format::Hex),
+        ("broken.srec", b"garbage", Format::Srec),
+        ("broken.S19", b"garbage", Format::Srec),
+        ("broken.s28", b"garbage", Format::Srec),
+        ("broken.s37", b"garbage", Format::Srec),
+        ("broken.mot", b"garbage", Format::Srec),
         // Neither: raw.
         ("blob", b"\x00\x01\x02", Format::Bin),
         ("colon.dat", b":hello\n", Format::Bin),
+        ("s.dat", b"S1 is not a record\n", Format::Bin),
         ("empty", b"", Format::Bin),
+        // A record after a binary line is not looked for.
+        ("late.dat", b"\x00\x01\n:0100000001FE\n", Format::Bin),
     ];
     for (name, bytes, format) in cases {
         let path = write(&dir, name, bytes);
@@ -135,9 +163,141 @@ fn raw_round_trip_is_file_backed() {
     assert_eq!(segment.source(), SegmentSource::File { offset: 0 });
     assert_eq!(flatten(&image), data);
 
-    // Default load address: 0.
-    let image = Image::open(&path, None, None).unwrap();
+    // Detected, with its load address.
+    let image = Image::open(&path, None, Some(0)).unwrap();
     assert_eq!((image.format(), image.load_address()), (Format::Bin, 0));
+}
+
+#[test]
+fn a_raw_binary_needs_a_load_address() {
+    let dir = TempDir::new().unwrap();
+    let path = write(&dir, "fw.bin", pattern(4096, 1));
+    for format in [None, Some(Format::Bin)] {
+        let err = Image::open(&path, format, None).unwrap_err();
+        assert!(matches!(err, ImageError::NoLoadAddress { .. }), "{err:?}");
+        assert_eq!(err.path(), path);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: a raw binary carries no load address: give the address of its first byte, \
+                 e.g. `--address 0x08000000`; Intel HEX, S-record, ELF and UF2 images carry \
+                 their own addresses and need none",
+                path.display()
+            )
+        );
+    }
+    // Formats with addresses need none.
+    let path = write(&dir, "fw.srec", srec_text(&[(0x0800_0000, vec![1; 4])]));
+    assert_eq!(Image::open(&path, None, None).unwrap().load_address(), 0x0800_0000);
+}
+
+#[test]
+fn hex_and_srec_text_is_never_read_as_raw() {
+    let dir = TempDir::new().unwrap();
+    let chunks = [(0x0800_0000u64, pattern(40, 1))];
+    let hex = hex_text(&chunks);
+    let srec = srec_text(&chunks);
+    let cases: Vec<(&str, String, Format, u64)> = vec![
+        ("fw.bin", hex.clone(), Format::Hex, 1),
+        ("fw.dat", srec.clone(), Format::Srec, 1),
+        ("commented.bin", format!("// by the build\r\n\r\n{srec}"), Format::Srec, 3),
+        ("cut-off.bin", ":0400\n".to_owned(), Format::Hex, 1),
+    ];
+    for (name, text, format, line) in cases {
+        let path = write(&dir, name, &text);
+        // Explicitly raw, even with a load address: refused, naming the format.
+        let err = Image::open(&path, Some(Format::Bin), Some(0x0800_0000)).unwrap_err();
+        assert!(
+            matches!(&err, ImageError::TextFormat { format: f, line: l, .. } if *f == format && *l == line),
+            "{name}: {err:?}"
+        );
+        let message = err.to_string();
+        let record = if format == Format::Hex { "an Intel HEX record" } else { "an S-record" };
+        let expected = format!(
+            "{}: line {line} is {record}: the file is {} text, not a raw binary; read it as {} \
+             (`--format {}`), whose records carry the addresses",
+            path.display(),
+            format.description(),
+            format.description(),
+            format.name()
+        );
+        assert_eq!(message, expected, "{name}");
+        // Detected: read as its format, whatever the extension.
+        assert_eq!(Format::detect(&path).unwrap(), format, "{name}");
+    }
+    // The well-formed ones open as their format, with their addresses.
+    let path = write(&dir, "hex.bin", &hex);
+    assert_eq!(flatten(&Image::open(&path, None, None).unwrap()), chunks[0].1);
+    let path = write(&dir, "srec.bin", &srec);
+    let image = Image::open(&path, None, None).unwrap();
+    assert_eq!((image.format(), image.load_address()), (Format::Srec, 0x0800_0000));
+    assert_eq!(flatten(&image), chunks[0].1);
+}
+
+#[test]
+fn all_text_is_refused_as_a_detected_raw_binary() {
+    let dir = TempDir::new().unwrap();
+    let readme =
+        "# fwloader\n\nUpload with `fwupload fw.srec` — see the manual.\r\n\tIndented.\x0c\n";
+    // Text longer than one read chunk (64 KiB), with a multi-byte character
+    // cut by the chunk boundary.
+    let mut long = "x".repeat(64 * 1024 - 1);
+    long.push('é');
+    long.push_str(&"y".repeat(1000));
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("README.md", readme.as_bytes().to_vec(), "starting \"# fwloader\""),
+        ("notes.bin", b"abc".to_vec(), "starting \"abc\""),
+        ("spaces", b"  \n\t \r\n".to_vec(), "only whitespace"),
+        (
+            "long.txt",
+            long.clone().into_bytes(),
+            "starting \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…\"",
+        ),
+    ];
+    for (name, bytes, start) in &cases {
+        let path = write(&dir, name, bytes);
+        for address in [None, Some(0x0800_0000)] {
+            let err = Image::open(&path, None, address).unwrap_err();
+            assert!(matches!(err, ImageError::Text { .. }), "{name}: {err:?}");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "{}: the file is all text ({start}), not firmware; if it really is a raw \
+                     image, insist with `--format bin`",
+                    path.display()
+                ),
+                "{name}"
+            );
+        }
+        // Insisting works, at the given address.
+        let image = Image::open(&path, Some(Format::Bin), Some(0x100)).unwrap();
+        assert_eq!(flatten(&image), *bytes, "{name}");
+    }
+
+    // One byte that is not text anywhere makes it a binary: a control
+    // character, invalid UTF-8, a truncated UTF-8 sequence at the end, or
+    // any of those past the first chunk.
+    let mut late_nul = long.clone().into_bytes();
+    late_nul.push(0);
+    let mut cut_utf8 = b"abc".to_vec();
+    cut_utf8.extend_from_slice(&"é".as_bytes()[..1]);
+    let binaries: Vec<(&str, Vec<u8>)> = vec![
+        ("nul.bin", b"abc\0def".to_vec()),
+        ("esc.bin", b"abc\x1b[0m".to_vec()),
+        ("del.bin", b"abc\x7f".to_vec()),
+        ("c1.bin", "abc\u{85}".as_bytes().to_vec()),
+        ("latin1.bin", b"caf\xe9 au lait".to_vec()),
+        ("cut.bin", cut_utf8),
+        ("late.bin", late_nul),
+        ("vectors.bin", [0x00, 0x80, 0x00, 0x20, 0xC1, 0x01, 0x00, 0x08].to_vec()),
+    ];
+    for (name, bytes) in binaries {
+        let path = write(&dir, name, &bytes);
+        let image =
+            Image::open(&path, None, Some(0x0800_0000)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(image.format(), Format::Bin, "{name}");
+        assert_eq!(flatten(&image), bytes, "{name}");
+    }
 }
 
 #[test]
@@ -178,12 +338,16 @@ fn raw_empty_overflowing_or_changed() {
     assert!(matches!(err, ImageError::Empty { format: Format::Bin, .. }), "{err:?}");
     assert_eq!(err.to_string(), format!("{}: the raw binary image holds no data", empty.display()));
 
+    // An empty file is empty whether or not an address was given.
+    let err = Image::open(&empty, None, Some(0x1000)).unwrap_err();
+    assert!(matches!(err, ImageError::Empty { format: Format::Bin, .. }), "{err:?}");
+
     let path = write(&dir, "fw.bin", [1u8; 16]);
     let err = Image::open(&path, None, Some(u64::MAX - 8)).unwrap_err();
     assert!(matches!(err, ImageError::AddressOverflow { len: 16, .. }), "{err:?}");
 
     // A file truncated after open no longer matches its segments.
-    let image = Image::open(&path, None, None).unwrap();
+    let image = Image::open(&path, None, Some(0)).unwrap();
     fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(8).unwrap();
     let err = image.reader().unwrap_err();
     assert!(matches!(err, ImageError::Changed { .. }), "{err:?}");
@@ -191,7 +355,7 @@ fn raw_empty_overflowing_or_changed() {
 
     let err = Image::open(&dir.path().join("absent.bin"), None, None).unwrap_err();
     assert!(matches!(err, ImageError::Io { .. }), "{err:?}");
-    let err = Image::open(dir.path(), Some(Format::Bin), None).unwrap_err();
+    let err = Image::open(dir.path(), Some(Format::Bin), Some(0)).unwrap_err();
     assert!(matches!(err, ImageError::Io { .. }), "{err:?}");
     assert!(err.to_string().ends_with("not a regular file"), "{err}");
 }
@@ -403,6 +567,330 @@ fn gap_limit_and_load_address_rules() {
     );
     let err = OpenOptions::new().uf2_family(FAMILY).open(&path).unwrap_err();
     assert!(matches!(err, ImageError::UnsupportedOption { option: "uf2_family", .. }), "{err:?}");
+}
+
+// ----- Motorola S-record ------------------------------------------------------------
+
+/// The example from the format's Wikipedia article, written by hand there
+/// (not by this project's writer): a header, three S1 records, a count and S9.
+const WIKIPEDIA: [&str; 6] = [
+    "S00F000068656C6C6F202020202000003C",
+    "S11F00007C0802A6900100049421FFF07C6C1B787C8C23783C6000003863000026",
+    "S11F001C4BFFFFE5398000007D83637880010014382100107C0803A64E800020E9",
+    "S111003848656C6C6F20776F726C642E0A0042",
+    "S5030003F9",
+    "S9030000FC",
+];
+
+#[test]
+fn srec_reads_a_file_written_by_hand_with_crlf_case_and_blank_lines() {
+    let dir = TempDir::new().unwrap();
+    let plain = WIKIPEDIA.join("\n");
+    let mut untidy = WIKIPEDIA.map(str::to_owned);
+    untidy[1] = untidy[1].to_lowercase().replacen('s', "S", 1);
+    untidy[2] = format!("  {}\t", untidy[2]);
+    let untidy = format!("{}\r\n\r\n", untidy.join("\r\n\r\n"));
+    for (name, text) in [("hello.s19", plain), ("untidy.mot", untidy)] {
+        let path = write(&dir, name, text);
+        let image = Image::open(&path, None, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(image.format(), Format::Srec);
+        assert_eq!((image.load_address(), image.len()), (0, 70), "{name}");
+        assert_eq!(image.segments().len(), 1, "{name}");
+        let bytes = flatten(&image);
+        assert_eq!(bytes[..4], [0x7C, 0x08, 0x02, 0xA6], "{name}");
+        assert_eq!(&bytes[56..], b"Hello world.\n\0", "{name}");
+    }
+}
+
+#[test]
+fn srec_round_trip_in_each_address_width() {
+    let dir = TempDir::new().unwrap();
+    let cases = [
+        (1u8, "fw.s19", vec![(0x0100u64, pattern(300, 1)), (0x2000, pattern(20, 2))]),
+        (2, "fw.s28", vec![(0x01_0000, pattern(100, 3)), (0xFF_FF00, pattern(0x100, 4))]),
+        (
+            3,
+            "fw.s37",
+            vec![
+                (0x0800_0000, pattern(300, 5)),
+                (0x0800_1000, pattern(20, 6)),
+                (0xFFFF_FF00, pattern(0x100, 7)),
+            ],
+        ),
+    ];
+    for (kind, name, segments) in cases {
+        let text = srec_text_with(&segments, kind);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with(&format!("S{kind}")), "{name}: {}", lines[1]);
+        assert!(lines.last().unwrap().starts_with(&format!("S{}", 10 - kind)), "{name}");
+        let path = write(&dir, name, &text);
+        let image = OpenOptions::new().max_gap(u64::MAX).open(&path).unwrap();
+        assert_eq!(image.format(), Format::Srec, "{name}");
+        let (low, bytes) = expected(&segments);
+        assert_eq!(image.load_address(), low, "{name}");
+        let got: Vec<(u64, u64)> = image.segments().iter().map(|s| (s.address, s.len)).collect();
+        let want: Vec<(u64, u64)> = segments.iter().map(|(a, d)| (*a, d.len() as u64)).collect();
+        assert_eq!(got, want, "{name}");
+        assert!(matches!(image.segments()[0].source(), SegmentSource::Memory(_)), "{name}");
+        if bytes.len() < 1 << 20 {
+            assert_eq!(flatten(&image), bytes, "{name}");
+        } else {
+            let last = &segments.last().unwrap().1;
+            let mut tail = vec![0u8; last.len()];
+            image.reader().unwrap().read_at(image.len() - last.len() as u64, &mut tail).unwrap();
+            assert_eq!(&tail, last, "{name}");
+        }
+    }
+}
+
+#[test]
+fn srec_header_counts_and_termination_records() {
+    let dir = TempDir::new().unwrap();
+    let data = |kind: u8, address: &[u8], bytes: &[u8]| {
+        let mut fields = address.to_vec();
+        fields.extend_from_slice(bytes);
+        srec_line(kind, &fields)
+    };
+    // A header with any content, an S6 count, S9 after S3 records (the
+    // termination type need not match), an S1 record running past 0xFFFF
+    // (continues linearly), and a record count after each record.
+    let text = [
+        srec_line(0, b"\x12\x34anything at all"),
+        data(3, &[0, 0x10, 0, 0], &[1, 2]),
+        srec_line(5, &[0, 1]),
+        data(1, &[0xFF, 0xFE], &[3, 4, 5, 6]),
+        srec_line(6, &[0, 0, 2]),
+        data(2, &[0x10, 0, 0x02], &[7]),
+        srec_line(9, &[0, 0]),
+    ]
+    .join("\n");
+    let path = write(&dir, "mixed.srec", text);
+    let image = OpenOptions::new().max_gap(u64::MAX).open(&path).unwrap();
+    let got: Vec<(u64, u64)> = image.segments().iter().map(|s| (s.address, s.len)).collect();
+    assert_eq!(got, [(0xFFFE, 4), (0x10_0000, 3)]);
+    let mut tail = [0u8; 3];
+    image.reader().unwrap().read_at(image.len() - 3, &mut tail).unwrap();
+    assert_eq!(tail, [1, 2, 7]);
+
+    for (kind, address) in [(7u8, vec![0x08, 0, 0, 0x01]), (8, vec![0, 0, 0x01])] {
+        let text = format!("{}\n{}\n", data(1, &[0, 0x10], &[9, 8]), srec_line(kind, &address));
+        let path = write(&dir, &format!("end{kind}.srec"), text);
+        let image = Image::open(&path, None, None).unwrap_or_else(|e| panic!("S{kind}: {e}"));
+        assert_eq!((image.load_address(), flatten(&image)), (0x10, vec![9, 8]), "S{kind}");
+    }
+
+    // A header and a termination record: valid, but empty.
+    let path = write(&dir, "empty.srec", format!("{}\n{}\n", WIKIPEDIA[0], WIKIPEDIA[5]));
+    let err = Image::open(&path, None, None).unwrap_err();
+    assert!(matches!(err, ImageError::Empty { format: Format::Srec, .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("{}: the Motorola S-record image holds no data", path.display())
+    );
+}
+
+#[test]
+fn srec_malformed_records_name_file_and_line() {
+    let dir = TempDir::new().unwrap();
+    let good = srec_line(1, &[0x00, 0x10, 0xAA, 0xBB]);
+    let end = "S9030000FC";
+    let with_sum = |line: &str, sum: &str| format!("{}{sum}", &line[..line.len() - 2]);
+    let bad_sum = with_sum(&good, if good.ends_with("00") { "01" } else { "00" });
+    let bad_header = with_sum(WIKIPEDIA[0], "3D");
+    let cases: Vec<(&str, String, Location, &str)> = vec![
+        ("checksum", format!("{good}\n{bad_sum}\n{end}\n"), Location::Line(2), "checksum is 0x"),
+        (
+            "header-checksum",
+            format!("{bad_header}\n{good}\n{end}\n"),
+            Location::Line(1),
+            "checksum is 0x3D, but the record's bytes need 0x3C",
+        ),
+        (
+            "digit",
+            format!("{good}\nS1050010G0AA00\n{end}\n"),
+            Location::Column { line: 2, column: 9 },
+            "'G' is not a hex digit",
+        ),
+        (
+            "nonascii",
+            format!("{good}\nS105\u{e9}\n{end}\n"),
+            Location::Column { line: 2, column: 5 },
+            "byte 0xC3 is not a hex digit",
+        ),
+        (
+            "type",
+            format!("{good}\nSX030000FC\n{end}\n"),
+            Location::Column { line: 2, column: 2 },
+            "'X' is not an S-record type (S0 to S9)",
+        ),
+        (
+            "reserved",
+            format!("{good}\n{}\n{end}\n", srec_line(4, &[0, 0])),
+            Location::Line(2),
+            "S4 is a reserved record type",
+        ),
+        (
+            "no-s",
+            format!("{good}\n  x{good}\n{end}\n"),
+            Location::Column { line: 2, column: 3 },
+            "expected 'S' to start a record, found 'x'",
+        ),
+        ("lone-s", format!("{good}\nS\n{end}\n"), Location::Line(2), "'S' without a type digit"),
+        (
+            "odd",
+            format!("{good}\nS10500100\n{end}\n"),
+            Location::Line(2),
+            "odd number of hex digits (7) after 'S1'",
+        ),
+        (
+            "short",
+            format!("{good}\nS1030010\n{end}\n"),
+            Location::Line(2),
+            "record is truncated: 6 hex digits after 'S1', while byte count, a 2-byte address and checksum alone take 8",
+        ),
+        (
+            "short-s3",
+            format!("{good}\nS30408000000\n{end}\n"),
+            Location::Line(2),
+            "10 hex digits after 'S3', while byte count, a 4-byte address and checksum alone take 12",
+        ),
+        (
+            "count-high",
+            format!("{good}\nS1060010AABB00\n{end}\n"),
+            Location::Line(2),
+            "record is truncated: its byte count is 0x06 (6), but 5 bytes follow it (address, data and checksum)",
+        ),
+        (
+            "count-low",
+            format!("{good}\nS1040010AABB00\n{end}\n"),
+            Location::Line(2),
+            "record is too long: its byte count is 0x04 (4), but 5 bytes follow it",
+        ),
+        (
+            "count-record",
+            format!("{good}\n{good}\n{}\n{end}\n", srec_line(5, &[0, 3])),
+            Location::Line(3),
+            "S5 record count is 3, but 2 data records (S1 to S3) precede it",
+        ),
+        (
+            "count-record-s6",
+            format!("{good}\n{}\n{end}\n", srec_line(6, &[0, 0, 0])),
+            Location::Line(2),
+            "S6 record count is 0, but 1 data records (S1 to S3) precede it",
+        ),
+        (
+            "count-with-data",
+            format!("{good}\n{}\n{end}\n", srec_line(5, &[0, 1, 0xEE])),
+            Location::Line(2),
+            "an S5 (record count) record holds no data bytes, this one 1",
+        ),
+        (
+            "end-with-data",
+            format!("{good}\n{}\n", srec_line(9, &[0, 0, 1, 2])),
+            Location::Line(2),
+            "an S9 (termination) record holds no data bytes, this one 2",
+        ),
+        (
+            "after-end",
+            format!("{good}\n{}\n\n{good}\n", srec_line(7, &[0, 0, 0, 0])),
+            Location::Line(4),
+            "record after the S7 termination record on line 2",
+        ),
+        (
+            "header-after-end",
+            format!("{good}\n{end}\n{}\n", WIKIPEDIA[0]),
+            Location::Line(3),
+            "record after the S9 termination record on line 2",
+        ),
+        (
+            "missing-end",
+            format!("{}\n{good}\n", WIKIPEDIA[0]),
+            Location::EndOfFile,
+            "no termination record (S7, S8 or S9) after line 2; the file is truncated",
+        ),
+        ("empty", String::new(), Location::EndOfFile, "no termination record"),
+        (
+            "long",
+            format!("S1{}\n", "0".repeat(2000)),
+            Location::Line(1),
+            "longer than 1024 characters",
+        ),
+    ];
+    for (name, text, location, what) in cases {
+        let path = write(&dir, &format!("{name}.srec"), text);
+        let (got, message, err) = malformed_at(Image::open(&path, Some(Format::Srec), None));
+        assert_eq!(got, location, "{name}: {err}");
+        assert!(message.contains(what), "{name}: `{message}` lacks `{what}`");
+        assert_names(&err, &path, &location.to_string());
+    }
+
+    // The checksum message in full: the stated byte, then the right one.
+    let path = write(&dir, "sum.srec", format!("S1050010AABB00\n{end}\n"));
+    let err = Image::open(&path, None, None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("{}: line 1: checksum is 0x00, but the record's bytes need 0x85", path.display())
+    );
+}
+
+#[test]
+fn srec_overlaps_name_both_lines_and_identical_rewrites_pass() {
+    let dir = TempDir::new().unwrap();
+    let end = "S9030000FC";
+    let text = [
+        srec_line(1, &[0x10, 0x00, 1, 2, 3, 4]),
+        srec_line(1, &[0x20, 0x00, 9, 9]),
+        srec_line(1, &[0x0F, 0xFE, 0, 0, 1, 2]), // rewrites 0x1000..0x1002 identically
+        srec_line(1, &[0x10, 0x02, 3, 5]),       // 0x1003 differs
+        end.to_owned(),
+    ]
+    .join("\n");
+    let path = write(&dir, "overlap.srec", text);
+    let err = Image::open(&path, None, None).unwrap_err();
+    let ImageError::Overlap { first, second, differing_at, .. } = &err else {
+        panic!("expected Overlap, got {err:?}");
+    };
+    assert_eq!((first.origin, first.range.clone()), (Location::Line(1), 0x1000..0x1004));
+    assert_eq!((second.origin, second.range.clone()), (Location::Line(4), 0x1002..0x1004));
+    assert_eq!(*differing_at, Some(0x1003));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: line 4 (0x1002..0x1004) overlaps line 1 (0x1000..0x1004) with different bytes \
+             (first at 0x1003)",
+            path.display()
+        )
+    );
+
+    let text = [
+        srec_line(1, &[0x10, 0x00, 1, 2, 3, 4]),
+        srec_line(1, &[0x0F, 0xFE, 0, 0, 1, 2]),
+        srec_line(1, &[0x10, 0x02, 3, 4]),
+        end.to_owned(),
+    ]
+    .join("\n");
+    let path = write(&dir, "rewrite.srec", text);
+    let image = Image::open(&path, None, None).unwrap();
+    assert_eq!(image.load_address(), 0x0FFE);
+    assert_eq!(flatten(&image), [0, 0, 1, 2, 3, 4]);
+    assert_eq!(image.segments().len(), 1);
+
+    // The gap limit applies as to every format.
+    let path = write(
+        &dir,
+        "far.srec",
+        srec_text(&[(0, vec![1; 16]), (0x10 + DEFAULT_MAX_GAP + 1, vec![2; 16])]),
+    );
+    let err = Image::open(&path, None, None).unwrap_err();
+    assert!(matches!(err, ImageError::GapTooLarge { address: 0x10, .. }), "{err:?}");
+    // A load address must match, as for every addressed format.
+    let path = write(&dir, "at.srec", srec_text(&[(0x0800_0000, vec![1; 4])]));
+    assert!(Image::open(&path, None, Some(0x0800_0000)).is_ok());
+    let err = Image::open(&path, None, Some(0)).unwrap_err();
+    assert!(
+        matches!(err, ImageError::LoadAddressMismatch { given: 0, lowest: 0x0800_0000, .. }),
+        "{err:?}"
+    );
 }
 
 // ----- ELF ---------------------------------------------------------------------------
@@ -754,6 +1242,23 @@ proptest! {
         prop_assert_eq!(image.data_len() + gaps, image.len());
     }
 
+    /// The same segments as S-records in random order read back too.
+    #[test]
+    fn srec_random_segments_read_back(
+        (segments, order) in segment_set().prop_flat_map(|s| {
+            let n = s.len();
+            (Just(s), Just((0..n).collect::<Vec<_>>()).prop_shuffle())
+        }),
+    ) {
+        let dir = TempDir::new().unwrap();
+        let shuffled: Vec<_> = order.iter().map(|&i| segments[i].clone()).collect();
+        let path = write(&dir, "p.srec", srec_text(&shuffled));
+        let image = Image::open(&path, None, None).unwrap();
+        let (low, bytes) = expected(&segments);
+        prop_assert_eq!(image.load_address(), low);
+        prop_assert_eq!(flatten(&image), bytes);
+    }
+
     /// The same segments as UF2 blocks read back too.
     #[test]
     fn uf2_random_segments_read_back(segments in segment_set()) {
@@ -779,6 +1284,7 @@ proptest! {
         ]);
         let valid = [
             hex_text(&segments).into_bytes(),
+            srec_text(&segments).into_bytes(),
             uf2(&uf2_blocks(&segments)),
             elf_bytes,
         ];
@@ -794,8 +1300,9 @@ proptest! {
         }
         for (i, bytes) in inputs.iter().enumerate() {
             let path = write(&dir, &format!("in{i}"), bytes);
-            for format in Format::ALL {
-                if let Ok(image) = Image::open(&path, Some(format), None) {
+            let opens = Format::ALL.into_iter().map(Some).chain([None]);
+            for (format, address) in opens.flat_map(|f| [(f, None), (f, Some(0x0800_0000))]) {
+                if let Ok(image) = Image::open(&path, format, address) {
                     // Read a bounded prefix; a (valid) gap may make len large.
                     let n = image.len().min(4096) as usize;
                     let mut buf = vec![0u8; n];

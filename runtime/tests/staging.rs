@@ -653,7 +653,8 @@ fn configurations_that_do_not_fit_the_ring_are_refused_before_anything_is_sent()
         (Config { slot_size: SLOT_SIZE + 1, ..Config::default() }, "does not fit"),
         (Config { slot_size: HEADER as u32, ..Config::default() }, "more than the 24-byte header"),
     ] {
-        let upload = Upload::new(Image::open(image.path(), Some(Format::Bin), None).unwrap());
+        let upload =
+            Upload::new(Image::open(image.path(), Some(Format::Bin), Some(0x0800_0000)).unwrap());
         let error = upload.config(config).run(rig.connect(), |_| {}).unwrap_err();
         assert!(matches!(error, UploadError::Config(_)), "{error}");
         assert!(error.to_string().contains(expected), "{error}");

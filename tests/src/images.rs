@@ -1,6 +1,6 @@
-//! Writers of firmware image files (Intel HEX, UF2, ELF) for tests: the
-//! image parsers' round trips, the upload end-to-end tests, the benchmark.
-//! Raw binaries need no writer.
+//! Writers of firmware image files (Intel HEX, Motorola S-record, UF2, ELF)
+//! for tests: the image parsers' round trips, the upload end-to-end tests,
+//! the benchmark. Raw binaries need no writer.
 
 use ihex::Record;
 
@@ -49,6 +49,71 @@ pub fn line(bytes: &[u8]) -> String {
 
 /// The end-of-file record.
 pub const EOF: &str = ":00000001FF";
+
+// ----- Motorola S-record writers ---------------------------------------------------
+
+/// One S-record line: `S`, the type digit, the byte count, `fields` (address
+/// and data, as bytes) and the correct checksum.
+pub fn srec_line(kind: u8, fields: &[u8]) -> String {
+    let count = fields.len() as u8 + 1;
+    let sum = fields.iter().fold(count, |a, b| a.wrapping_add(*b));
+    let mut s = format!("S{kind}{count:02X}");
+    for b in fields.iter().chain([&!sum]) {
+        s.push_str(&format!("{b:02X}"));
+    }
+    s
+}
+
+/// The address width in bytes of S-record data type `kind` (1, 2 or 3).
+fn srec_address_len(kind: u8) -> usize {
+    usize::from(kind) + 1
+}
+
+/// `(address, bytes)` chunks as the S-record text `objcopy -O srec` writes:
+/// an S0 header, data records of at most 16 bytes of type `kind` (1, 2 or
+/// 3: 16-, 24- or 32-bit addresses), an S5 record count and the matching
+/// termination record (S9, S8 or S7) with start address 0. Lines end in
+/// `\n`.
+pub fn srec_text_with(chunks: &[(u64, Vec<u8>)], kind: u8) -> String {
+    assert!((1..=3).contains(&kind), "S{kind} is not a data record type");
+    let width = srec_address_len(kind);
+    let mut lines = vec![srec_line(0, b"\0\0dextlink")];
+    let mut records = 0u32;
+    for (address, data) in chunks {
+        for (i, part) in data.chunks(16).enumerate() {
+            let at = address + 16 * i as u64;
+            let mut fields = at.to_be_bytes()[8 - width..].to_vec();
+            fields.extend_from_slice(part);
+            lines.push(srec_line(kind, &fields));
+            records += 1;
+        }
+    }
+    // A count record as srec_cat writes it: S5 while the count fits 16 bits,
+    // S6 while it fits 24, none beyond.
+    if records <= 0xFFFF {
+        lines.push(srec_line(5, &(records as u16).to_be_bytes()));
+    } else if records <= 0xFF_FFFF {
+        lines.push(srec_line(6, &records.to_be_bytes()[1..]));
+    }
+    lines.push(srec_line(10 - kind, &vec![0; width]));
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text
+}
+
+/// [`srec_text_with`] using the narrowest data records that hold every
+/// address, as objcopy chooses them.
+pub fn srec_text(chunks: &[(u64, Vec<u8>)]) -> String {
+    let top = chunks.iter().map(|(a, d)| a + d.len() as u64).max().unwrap_or(0);
+    let kind = if top <= 0x1_0000 {
+        1
+    } else if top <= 0x100_0000 {
+        2
+    } else {
+        3
+    };
+    srec_text_with(chunks, kind)
+}
 
 // ----- UF2 writer -----------------------------------------------------------------
 

@@ -27,6 +27,7 @@ pub fn image_format(format: Format) -> ImageFormat {
         Format::Hex => ImageFormat::IntelHex,
         Format::Elf => ImageFormat::Elf,
         Format::Uf2 => ImageFormat::Uf2,
+        Format::Srec => ImageFormat::Srec,
     }
 }
 

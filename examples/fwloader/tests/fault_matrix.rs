@@ -272,6 +272,9 @@ fn upload_args(world: &World, image: &Path, flash: &Path, sim_process: bool) -> 
         "--transfer-timeout-ms".into(),
         TRANSFER_TIMEOUT_MS.into(),
         "--json".into(),
+        // The images are raw binaries, which carry no address of their own.
+        "--address".into(),
+        "0".into(),
     ];
     if sim_process {
         args.push("--sim-process".into());

@@ -42,14 +42,21 @@ fn config() -> Config {
     Config { slot_size: 16 * 1024, ..Config::default() }
 }
 
+/// Opens any of the test images; raw ones (`.bin`) are placed at 0x08000000.
+fn open_image(path: &Path) -> Image {
+    let raw = path.extension().is_some_and(|e| e == "bin");
+    Image::open(path, None, raw.then_some(0x0800_0000))
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()))
+}
+
 fn upload(image: &Path, socket: &Path) -> Result<Summary, UploadError> {
-    let image = Image::open(image, None, None).expect("opening the image");
+    let image = open_image(image);
     Upload::new(image).config(config()).run(connect(socket.to_path_buf()), |_| {})
 }
 
 /// The flattened image: what the active bank must hold.
 fn flattened(path: &Path) -> Vec<u8> {
-    let image = Image::open(path, None, None).unwrap();
+    let image = open_image(path);
     let mut bytes = vec![0; image.len() as usize];
     image.reader().unwrap().read_at(0, &mut bytes).unwrap();
     bytes
@@ -105,12 +112,14 @@ fn every_format_lands_byte_for_byte_in_the_committed_bank() {
     std::fs::write(&hex, images::hex_text(&chunks)).unwrap();
     let uf2 = rig.path("image.uf2");
     std::fs::write(&uf2, images::uf2(&images::uf2_blocks(&chunks))).unwrap();
+    let srec = rig.path("image.srec");
+    std::fs::write(&srec, images::srec_text(&chunks)).unwrap();
     let elf = rig.path("image.elf");
     let phdrs: Vec<Phdr> = chunks.iter().map(|(a, d)| Phdr::load(*a, d.clone())).collect();
     std::fs::write(&elf, images::elf(false, false, &phdrs).0).unwrap();
     let bin = rig.raw("image.bin", 333_333, 3);
 
-    for image in [&bin, &hex, &elf, &uf2] {
+    for image in [&bin, &hex, &srec, &elf, &uf2] {
         let server = server(&rig.flash, &[]);
         let summary = upload(image, server.socket_path())
             .unwrap_or_else(|e| panic!("{}: {e}", image.display()));
@@ -121,6 +130,7 @@ fn every_format_lands_byte_for_byte_in_the_committed_bank() {
     }
     // The formats reached the device as the schema names them.
     assert_eq!(fwloader::image_format(Format::Uf2), fwloader::ImageFormat::Uf2);
+    assert_eq!(fwloader::image_format(Format::Srec), fwloader::ImageFormat::Srec);
 }
 
 /// Uploads `image` with `fault` injected; returns the summary.
@@ -182,7 +192,7 @@ fn a_killed_dext_is_restarted_on_the_same_flash_and_the_upload_resumes() {
         }
         result
     };
-    let image_file = Image::open(&image, None, None).unwrap();
+    let image_file = open_image(&image);
     let summary = Upload::new(image_file).config(config()).run(connect, |_| {}).unwrap();
     assert_eq!(summary.retries.reconnects, 1, "{summary:?}");
     // Not a restart from zero: less than twice the image went over the wire.
@@ -201,7 +211,7 @@ fn a_refused_commit_keeps_the_previous_image() {
     // every slot's own CRC is right, the whole-image CRC is not.
     let new = rig.raw("new.bin", 100_000, 7);
     let changed = pattern(100_000, 8);
-    let image = Image::open(&new, None, None).unwrap();
+    let image = open_image(&new);
     let mut rewritten = false;
     let error = Upload::new(image)
         .config(config())
@@ -225,7 +235,7 @@ fn a_cancelled_upload_keeps_the_previous_image_and_a_rerun_resumes() {
     let server = server(&rig.flash, &[]);
     upload(&old, server.socket_path()).unwrap();
 
-    let upload_new = Upload::new(Image::open(&new, None, None).unwrap()).config(config());
+    let upload_new = Upload::new(open_image(&new)).config(config());
     let cancel = upload_new.cancel_handle();
     let error = upload_new
         .run(connect(server.socket_path().to_path_buf()), |p| {
@@ -280,7 +290,7 @@ fn upload_child() {
     }
     let image = PathBuf::from(std::env::var_os("FWLOADER_TEST_IMAGE").unwrap());
     let socket = PathBuf::from(std::env::var_os("FWLOADER_TEST_SOCKET").unwrap());
-    let image = Image::open(&image, None, None).unwrap();
+    let image = open_image(&image);
     let _ = Upload::new(image).config(config()).run(connect(socket), |p| {
         if p.phase == Phase::Transfer && p.done >= 3_000_000 {
             fwloader::sim::kill_this_process();
@@ -303,7 +313,7 @@ fn without_the_flash_model_the_device_composes_the_whole_image_crc() {
     };
     let simulator = simulator(&options).unwrap();
     let connect = || FwLoader::connect(simulator.open()?);
-    let summary = Upload::new(Image::open(&image, None, None).unwrap()).run(connect, |_| {});
+    let summary = Upload::new(open_image(&image)).run(connect, |_| {});
     let summary = summary.unwrap();
     assert_eq!(summary.image.total_len, 3_000_000);
 }

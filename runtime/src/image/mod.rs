@@ -1,10 +1,12 @@
-//! Firmware image input: raw binaries, Intel HEX, ELF and UF2, all normalised
-//! to address-ordered segments that the staging pipeline reads slot by slot.
+//! Firmware image input: raw binaries, Intel HEX, Motorola S-record, ELF and
+//! UF2, all normalised to address-ordered segments that the staging pipeline
+//! reads slot by slot.
 //!
 //! ```no_run
 //! use dextlink::image::Image;
 //! # fn main() -> Result<(), dextlink::image::ImageError> {
 //! let image = Image::open("firmware.hex".as_ref(), None, None)?;  // format detected
+//! let raw = Image::open("firmware.bin".as_ref(), None, Some(0x0800_0000))?;  // raw: address required
 //! let mut reader = image.reader()?;
 //! let mut slot = vec![0u8; 4096];
 //! let n = slot.len().min(usize::try_from(image.len()).unwrap_or(usize::MAX));
@@ -19,6 +21,7 @@
 //! | raw binary | the file, read on demand | a 1 GiB image must not be held in memory |
 //! | ELF | the file, read on demand (only headers are parsed) | segment data is stored verbatim in the file |
 //! | Intel HEX | memory, decoded at open | the text must be decoded anyway |
+//! | S-record | memory, decoded at open | the text must be decoded anyway |
 //! | UF2 | memory, decoded at open | payloads are interleaved with block headers |
 //!
 //! [`Image::open`] validates the whole file up front, so that an upload never
@@ -27,21 +30,46 @@
 //! Rules shared by all formats:
 //!
 //! - Segments are address-ordered and never overlap; touching segments are
-//!   merged when their bytes are contiguous in their source (always for HEX
-//!   and UF2; for ELF only when the file data is contiguous too).
+//!   merged when their bytes are contiguous in their source (always for HEX,
+//!   S-record and UF2; for ELF only when the file data is contiguous too).
 //! - Overlapping data is an [`ImageError::Overlap`] naming both origins. HEX
-//!   records and UF2 blocks that rewrite the *same* bytes are accepted (tools
-//!   emit such duplicates harmlessly); differing bytes are an error. ELF
-//!   segments may not overlap at all.
+//!   and S-records and UF2 blocks that rewrite the *same* bytes are accepted
+//!   (tools emit such duplicates harmlessly); differing bytes are an error.
+//!   ELF segments may not overlap at all.
 //! - Holes between segments are [`Gap`]s, read as [`GAP_FILL`] (erased
 //!   flash). A gap larger than [`OpenOptions::max_gap`] (16 MiB by default) is
 //!   an error: it usually means a misplaced section that would turn a small
 //!   image into a huge upload.
 //! - An image with no data is an error.
+//!
+//! Rules for raw binaries, which carry nothing but bytes, so that text is
+//! never flashed as firmware:
+//!
+//! - A raw binary needs an explicit load address ([`OpenOptions::load_address`]);
+//!   without one it is an [`ImageError::NoLoadAddress`], as dfu-util,
+//!   espflash and picotool require. Assuming 0 flashed images to the wrong
+//!   place on every chip whose flash is not at 0.
+//! - A file whose start holds an Intel HEX or S-record record (see
+//!   [`Format::detect`] for exactly what counts) is never read as raw, not
+//!   even with [`Format::Bin`] given explicitly: that is an
+//!   [`ImageError::TextFormat`] naming the format to use. Detection already
+//!   reads such a file as its format, whatever its extension.
+//! - When the format was detected (not given), a raw binary whose *whole*
+//!   content is text is an [`ImageError::Text`]: a README or a source file
+//!   handed over by mistake. Text means valid UTF-8 without control
+//!   characters other than tab, line feed, carriage return and form feed.
+//!   The file is read in chunks only until the first byte that is not text,
+//!   which for real firmware is within its first few bytes (vector tables
+//!   and instruction streams hold NULs and bytes above 0x7F that are not
+//!   UTF-8), so the check costs next to nothing. One such byte anywhere makes
+//!   the file a binary: no share of text below 100 % is refused, because
+//!   firmware may well open with a long printable string table. Giving
+//!   [`Format::Bin`] explicitly accepts an all-text file.
 
 mod elf;
 mod hex;
 mod raw;
+mod srec;
 mod uf2;
 
 use std::fmt;
@@ -58,18 +86,24 @@ pub const GAP_FILL: u8 = 0xFF;
 pub const DEFAULT_MAX_GAP: u64 = 16 << 20;
 
 /// How many leading bytes [`Format::detect`] looks at: more than one Intel
-/// HEX record line (at most 1 + 2 × 260 characters) and one UF2 block header.
+/// HEX record line (at most 1 + 2 × 260 characters) or S-record line (at most
+/// 2 + 2 × 257), and one UF2 block header.
 const SNIFF_LEN: usize = 1024;
+
+/// The chunk size of the whole-file text check for raw binaries.
+const TEXT_CHUNK: usize = 64 * 1024;
 
 // ----- formats ----------------------------------------------------------------
 
 /// A firmware image file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
-    /// Raw binary: the file's bytes, loaded at a given address (default 0).
+    /// Raw binary: the file's bytes, loaded at a given address (required).
     Bin,
     /// Intel HEX (record types 00–05).
     Hex,
+    /// Motorola S-record (S0–S3 and S5–S9).
+    Srec,
     /// ELF (32- or 64-bit, either byte order): its loadable segments.
     Elf,
     /// UF2 (USB Flashing Format): 512-byte blocks with their own addresses.
@@ -78,13 +112,14 @@ pub enum Format {
 
 impl Format {
     /// Every format, in the order of [`Format`]'s variants.
-    pub const ALL: [Format; 4] = [Format::Bin, Format::Hex, Format::Elf, Format::Uf2];
+    pub const ALL: [Format; 5] = [Format::Bin, Format::Hex, Format::Srec, Format::Elf, Format::Uf2];
 
     /// The short name, as accepted by [`FromStr`] and printed by [`Display`](fmt::Display).
     pub fn name(self) -> &'static str {
         match self {
             Format::Bin => "bin",
             Format::Hex => "hex",
+            Format::Srec => "srec",
             Format::Elf => "elf",
             Format::Uf2 => "uf2",
         }
@@ -95,6 +130,7 @@ impl Format {
         match self {
             Format::Bin => "raw binary",
             Format::Hex => "Intel HEX",
+            Format::Srec => "Motorola S-record",
             Format::Elf => "ELF",
             Format::Uf2 => "UF2",
         }
@@ -107,13 +143,19 @@ impl Format {
 
     /// Detects the format of the file at `path`.
     ///
-    /// Magic bytes decide first (ELF `\x7fELF`; UF2's two start magics at the
-    /// start of the first block; Intel HEX `:` followed by hex digits on the
-    /// first line), the extension second (`.hex`/`.ihex`/`.ihx`, `.elf`/`.axf`,
-    /// `.uf2`); anything else is a raw binary. Content wins over the name so
-    /// that a mislabelled file is still read correctly, while a malformed file
-    /// with a telling extension gets its format's precise error instead of
-    /// being uploaded as raw bytes.
+    /// Content decides first: ELF's `\x7fELF`; UF2's two start magics at the
+    /// start of the first block; text records in the first 1024 bytes. For
+    /// those, lines are taken in order, blank ones skipped: a line that is
+    /// `:` followed by nothing but hex digits is Intel HEX, `S0` to `S9`
+    /// followed by nothing but hex digits an S-record (surrounding whitespace
+    /// aside; the line may be cut off by the 1024-byte limit); any other line
+    /// of printable ASCII is skipped (a comment some tool wrote), and the
+    /// first line with any other byte ends the search. The extension comes
+    /// second (`.hex`/`.ihex`/`.ihx`, `.srec`/`.s19`/`.s28`/`.s37`/`.mot`,
+    /// `.elf`/`.axf`, `.uf2`, `.bin`); anything else is a raw binary. Content
+    /// wins over the name so that a mislabelled file is still read correctly,
+    /// while a malformed file with a telling extension gets its format's
+    /// precise error instead of being uploaded as raw bytes.
     pub fn detect(path: &Path) -> Result<Format, ImageError> {
         let file = File::open(path).map_err(|source| io_error(path, source))?;
         detect_file(path, &file)
@@ -129,20 +171,14 @@ impl Format {
         {
             return Some(Format::Uf2);
         }
-        let first_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-        if let Some(rest) = first_line.trim_ascii().strip_prefix(b":")
-            && !rest.is_empty()
-            && rest.iter().all(u8::is_ascii_hexdigit)
-        {
-            return Some(Format::Hex);
-        }
-        None
+        text_records(head).map(|(format, _)| format)
     }
 
     fn from_extension(path: &Path) -> Option<Format> {
         let extension = path.extension()?.to_str()?.to_ascii_lowercase();
         match extension.as_str() {
             "hex" | "ihex" | "ihx" => Some(Format::Hex),
+            "srec" | "s19" | "s28" | "s37" | "mot" => Some(Format::Srec),
             "elf" | "axf" => Some(Format::Elf),
             "uf2" => Some(Format::Uf2),
             "bin" => Some(Format::Bin),
@@ -160,11 +196,13 @@ impl fmt::Display for Format {
 impl FromStr for Format {
     type Err = ParseFormatError;
 
-    /// Accepts `bin`/`raw`, `hex`/`ihex`, `elf` and `uf2`, in any case.
+    /// Accepts `bin`/`raw`, `hex`/`ihex`, `srec`/`s19`/`s28`/`s37`/`mot`,
+    /// `elf` and `uf2`, in any case.
     fn from_str(s: &str) -> Result<Format, ParseFormatError> {
         match s.to_ascii_lowercase().as_str() {
             "bin" | "raw" => Ok(Format::Bin),
             "hex" | "ihex" => Ok(Format::Hex),
+            "srec" | "s19" | "s28" | "s37" | "mot" => Ok(Format::Srec),
             "elf" => Ok(Format::Elf),
             "uf2" => Ok(Format::Uf2),
             _ => Err(ParseFormatError { input: s.to_owned() }),
@@ -174,27 +212,117 @@ impl FromStr for Format {
 
 /// A format name that [`Format::from_str`] does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown image format `{input}`; expected bin, raw, hex, ihex, elf or uf2")]
+#[error(
+    "unknown image format `{input}`; expected bin, raw, hex, ihex, srec, s19, s28, s37, mot, elf \
+     or uf2"
+)]
 pub struct ParseFormatError {
     /// What was given.
     pub input: String,
 }
 
+fn detect_file(path: &Path, file: &File) -> Result<Format, ImageError> {
+    let head = read_head(path, file)?;
+    Ok(detect_head(path, &head))
+}
+
+fn detect_head(path: &Path, head: &[u8]) -> Format {
+    Format::from_magic(head).or_else(|| Format::from_extension(path)).unwrap_or(Format::Bin)
+}
+
 /// Reads up to [`SNIFF_LEN`] bytes from the start without moving the file's
 /// cursor, so that a parser can read the same handle from the beginning.
-fn detect_file(path: &Path, file: &File) -> Result<Format, ImageError> {
-    let mut head = [0u8; SNIFF_LEN];
+fn read_head(path: &Path, file: &File) -> Result<Vec<u8>, ImageError> {
+    let mut head = vec![0u8; SNIFF_LEN];
+    let filled = fill_at(path, file, &mut head, 0)?;
+    head.truncate(filled);
+    Ok(head)
+}
+
+/// Reads from `offset` until `buf` is full or the file ends; returns how
+/// many bytes were read.
+fn fill_at(path: &Path, file: &File, buf: &mut [u8], offset: u64) -> Result<usize, ImageError> {
     let mut filled = 0;
-    while filled < head.len() {
-        match read_at(file, &mut head[filled..], filled as u64) {
+    while filled < buf.len() {
+        match read_at(file, &mut buf[filled..], offset + filled as u64) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(source) => return Err(io_error(path, source)),
         }
     }
-    let head = &head[..filled];
-    Ok(Format::from_magic(head).or_else(|| Format::from_extension(path)).unwrap_or(Format::Bin))
+    Ok(filled)
+}
+
+/// The text format whose record `head` holds, and that record's line
+/// (counted from 1), by the rules of [`Format::detect`].
+fn text_records(head: &[u8]) -> Option<(Format, u64)> {
+    for (index, line) in head.split(|&b| b == b'\n').enumerate() {
+        let line = line.trim_ascii();
+        let hex_after = |prefix_len: usize| {
+            line.len() > prefix_len && line[prefix_len..].iter().all(u8::is_ascii_hexdigit)
+        };
+        if line.is_empty() {
+            continue;
+        }
+        if line[0] == b':' && hex_after(1) {
+            return Some((Format::Hex, index as u64 + 1));
+        }
+        if line[0] == b'S' && line.get(1).is_some_and(u8::is_ascii_digit) && hex_after(2) {
+            return Some((Format::Srec, index as u64 + 1));
+        }
+        if !line.iter().all(|&b| b == b'\t' || b.is_ascii_graphic() || b == b' ') {
+            return None;
+        }
+    }
+    None
+}
+
+/// Whether the whole file is text (see the raw-binary rules above), read in
+/// chunks of [`TEXT_CHUNK`] and only up to the first byte that is not.
+fn is_all_text(path: &Path, file: &File, file_len: u64) -> Result<bool, ImageError> {
+    let mut chunk = vec![0u8; TEXT_CHUNK];
+    // Up to 3 bytes of a UTF-8 sequence cut by the chunk's end.
+    let mut carry: Vec<u8> = Vec::new();
+    let mut offset = 0u64;
+    let is_text_char = |c: char| !c.is_control() || matches!(c, '\t' | '\n' | '\r' | '\x0c');
+    while offset < file_len {
+        let n = fill_at(path, file, &mut chunk, offset)?;
+        if n == 0 {
+            break;
+        }
+        offset += n as u64;
+        let mut bytes = std::mem::take(&mut carry);
+        bytes.extend_from_slice(&chunk[..n]);
+        let valid = match std::str::from_utf8(&bytes) {
+            Ok(text) => text,
+            // An incomplete sequence at the end: complete it from the next chunk.
+            Err(e) if e.error_len().is_none() => {
+                carry = bytes[e.valid_up_to()..].to_vec();
+                // Cannot fail: valid_up_to marks the valid prefix.
+                std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default()
+            }
+            Err(_) => return Ok(false),
+        };
+        if !valid.chars().all(is_text_char) {
+            return Ok(false);
+        }
+    }
+    Ok(carry.is_empty())
+}
+
+/// The start of the first non-blank line, for [`ImageError::Text`].
+fn first_text_line(head: &[u8]) -> String {
+    const SHOWN: usize = 40;
+    let text = String::from_utf8_lossy(head);
+    match text.lines().map(str::trim).find(|line| !line.is_empty()) {
+        None => "only whitespace".to_owned(),
+        Some(line) if line.chars().count() > SHOWN => {
+            let cut: String = line.chars().take(SHOWN).collect();
+            format!("starting {:?}", format!("{cut}…"))
+        }
+        Some(line) => format!("starting {line:?}"),
+    }
 }
 
 // ----- segments, gaps, locations ------------------------------------------------
@@ -288,9 +416,9 @@ impl Gap {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Location {
-    /// A line of an Intel HEX file, counted from 1.
+    /// A line of an Intel HEX or S-record file, counted from 1.
     Line(u64),
-    /// A character of an Intel HEX line, both counted from 1.
+    /// A character of an Intel HEX or S-record line, both counted from 1.
     Column {
         /// The line.
         line: u64,
@@ -385,7 +513,7 @@ pub enum ImageError {
     },
 
     /// Two pieces of the image write the same addresses (with different
-    /// bytes, for HEX and UF2; at all, for ELF).
+    /// bytes, for HEX, S-record and UF2; at all, for ELF).
     #[error(
         "{}: {second} overlaps {first}{}",
         path.display(),
@@ -398,7 +526,7 @@ pub enum ImageError {
         first: Placement,
         /// The piece later in the file.
         second: Placement,
-        /// For HEX and UF2: the first address where the two disagree.
+        /// For HEX, S-record and UF2: the first address where the two disagree.
         differing_at: Option<u64>,
     },
 
@@ -446,6 +574,56 @@ pub enum ImageError {
         given: u64,
         /// The image's own lowest address.
         lowest: u64,
+    },
+
+    /// A raw binary was opened without a load address: it carries none of
+    /// its own, and guessing one flashes the image to the wrong place. Give
+    /// one with [`OpenOptions::load_address`]; the message names the flag of
+    /// the upload tools (`--address`), which is where users meet it.
+    #[error(
+        "{}: a raw binary carries no load address: give the address of its first byte, e.g. \
+         `--address 0x08000000`; Intel HEX, S-record, ELF and UF2 images carry their own \
+         addresses and need none",
+        path.display()
+    )]
+    NoLoadAddress {
+        /// The image file.
+        path: PathBuf,
+    },
+
+    /// The file was to be read as a raw binary, but holds the records of a
+    /// text format: flashing it raw would write its text.
+    #[error(
+        "{}: line {line} is {}: the file is {} text, not a raw binary; read it as {} \
+         (`--format {}`), whose records carry the addresses",
+        path.display(),
+        if *format == Format::Hex { "an Intel HEX record" } else { "an S-record" },
+        format.description(),
+        format.description(),
+        format.name()
+    )]
+    TextFormat {
+        /// The image file.
+        path: PathBuf,
+        /// The format its records are in.
+        format: Format,
+        /// The first record's line, counted from 1.
+        line: u64,
+    },
+
+    /// No format was given or detected, and the whole file is text: not
+    /// firmware, but a README or source file handed over by mistake.
+    /// [`OpenOptions::format`] with [`Format::Bin`] insists (`--format bin`).
+    #[error(
+        "{}: the file is all text ({start}), not firmware; if it really is a raw image, insist \
+         with `--format bin`",
+        path.display()
+    )]
+    Text {
+        /// The image file.
+        path: PathBuf,
+        /// What it starts with, for the message.
+        start: String,
     },
 
     /// The image would extend past the end of the 64-bit address space.
@@ -529,6 +707,9 @@ impl ImageError {
             | ImageError::Empty { path, .. }
             | ImageError::LoadAddressMismatch { path, .. }
             | ImageError::AddressOverflow { path, .. }
+            | ImageError::NoLoadAddress { path }
+            | ImageError::TextFormat { path, .. }
+            | ImageError::Text { path, .. }
             | ImageError::UnsupportedOption { path, .. }
             | ImageError::NoSuchFamily { path, .. }
             | ImageError::Changed { path }
@@ -601,9 +782,10 @@ impl OpenOptions {
         self
     }
 
-    /// The address of a raw binary's first byte (default 0).
+    /// The address of a raw binary's first byte: required for raw binaries
+    /// (without it, opening one is an [`ImageError::NoLoadAddress`]).
     ///
-    /// HEX, ELF and UF2 images carry their own addresses and are never
+    /// HEX, S-record, ELF and UF2 images carry their own addresses and are never
     /// relocated: for them a load address is accepted only when it equals the
     /// image's lowest address (so a script may always pass one as a check),
     /// and is otherwise an [`ImageError::LoadAddressMismatch`].
@@ -631,9 +813,21 @@ impl OpenOptions {
     /// Opens and validates the image at `path`.
     pub fn open(&self, path: &Path) -> Result<Image, ImageError> {
         let file = File::open(path).map_err(|source| io_error(path, source))?;
+        let metadata = file.metadata().map_err(|source| io_error(path, source))?;
+        if !metadata.is_file() {
+            // A directory or device has no fixed length to validate against.
+            let source = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
+            return Err(io_error(path, source));
+        }
+        let file_len = metadata.len();
+        // Raw reading needs the head too, for its refusals.
+        let head = match self.format {
+            None | Some(Format::Bin) => read_head(path, &file)?,
+            Some(_) => Vec::new(),
+        };
         let format = match self.format {
             Some(format) => format,
-            None => detect_file(path, &file)?,
+            None => detect_head(path, &head),
         };
         if self.uf2_family.is_some() && format != Format::Uf2 {
             return Err(ImageError::UnsupportedOption {
@@ -642,21 +836,29 @@ impl OpenOptions {
                 option: "uf2_family",
             });
         }
-        let metadata = file.metadata().map_err(|source| io_error(path, source))?;
-        if !metadata.is_file() {
-            // A directory or device has no fixed length to validate against.
-            let source = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
-            return Err(io_error(path, source));
-        }
-        let file_len = metadata.len();
-
         let mut family_id = None;
         let (segments, keep_file) = match format {
             Format::Bin => {
-                let address = self.load_address.unwrap_or(0);
-                (raw::load(path, file_len, address)?, true)
+                // Only reached with Bin given: detection reads such a file as its format.
+                if let Some((format, line)) = text_records(&head) {
+                    return Err(ImageError::TextFormat { path: path.to_owned(), format, line });
+                }
+                if file_len == 0 {
+                    (Vec::new(), true)
+                } else if self.format.is_none() && is_all_text(path, &file, file_len)? {
+                    return Err(ImageError::Text {
+                        path: path.to_owned(),
+                        start: first_text_line(&head),
+                    });
+                } else {
+                    let Some(address) = self.load_address else {
+                        return Err(ImageError::NoLoadAddress { path: path.to_owned() });
+                    };
+                    (raw::load(path, file_len, address)?, true)
+                }
             }
             Format::Hex => (hex::load(path, &file)?, false),
+            Format::Srec => (srec::load(path, &file)?, false),
             Format::Elf => (elf::load(path, &file, file_len)?, true),
             Format::Uf2 => {
                 let loaded = uf2::load(path, &file, self.uf2_family)?;
@@ -716,8 +918,8 @@ impl OpenOptions {
 // ----- the image ------------------------------------------------------------------
 
 /// A validated firmware image: address-ordered segments and the gaps between
-/// them. Raw and ELF images keep their file open and read it on demand; HEX
-/// and UF2 images hold their decoded bytes.
+/// them. Raw and ELF images keep their file open and read it on demand; HEX,
+/// S-record and UF2 images hold their decoded bytes.
 #[derive(Debug)]
 pub struct Image {
     path: PathBuf,
@@ -731,8 +933,9 @@ pub struct Image {
 
 impl Image {
     /// Opens and validates the image at `path`. `format: None` detects it
-    /// ([`Format::detect`]); `load_address` places a raw binary (default 0)
-    /// and must equal the lowest address for the other formats (see
+    /// ([`Format::detect`]); `load_address` places a raw binary (which needs
+    /// one: see the raw-binary rules in the module's documentation) and must
+    /// equal the lowest address for the other formats (see
     /// [`OpenOptions::load_address`]). Gaps up to [`DEFAULT_MAX_GAP`] are
     /// accepted; [`OpenOptions`] changes that.
     pub fn open(
@@ -932,7 +1135,7 @@ fn le32(bytes: &[u8], at: usize) -> u32 {
     }
 }
 
-// ----- merging decoded pieces (HEX, UF2) ------------------------------------------
+// ----- merging decoded pieces (HEX, S-record, UF2) ------------------------------------------
 
 /// A piece of decoded data: `len` bytes at `at` in a shared pool, to be
 /// placed at `address`. Pieces are collected in file order (`seq`).

@@ -11,7 +11,7 @@
 //! | 0 | the image is committed and verified |
 //! | 1 | anything else (an internal error, the simulator's flash file unusable) |
 //! | 2 | usage: bad arguments |
-//! | 3 | the image file cannot be read or is malformed |
+//! | 3 | the image file cannot be read, is malformed, or is refused: a raw binary without `--address`, text in a record format given as `--format bin`, or a detected raw binary that is all text |
 //! | 4 | the device (the dext's service) was not found or cannot be opened |
 //! | 5 | permission denied (the userclient-access entitlement) |
 //! | 6 | the transfer failed after its retries, or the device went away for good |
@@ -40,12 +40,13 @@ use serde_json::{Value, json};
 #[derive(Debug, Parser)]
 #[command(version, after_help = EXIT_CODES)]
 struct Args {
-    /// The image: raw binary, Intel HEX, ELF or UF2.
+    /// The image: raw binary, Intel HEX, Motorola S-record, ELF or UF2.
     image: PathBuf,
     /// Image format; `auto` detects it from the contents and the extension.
     #[arg(long, default_value = "auto", value_name = "FORMAT")]
     format: FormatArg,
-    /// Load address of a raw binary (decimal or 0x hex).
+    /// Load address of a raw binary (decimal or 0x hex): required for one,
+    /// since it carries none; the other formats carry their own.
     #[arg(long, value_name = "ADDRESS", value_parser = parse_address)]
     address: Option<u64>,
     /// Slots in flight at once (1..=8; default all).
@@ -87,7 +88,7 @@ Exit codes:
   0    committed and verified
   1    other errors
   2    usage
-  3    image file unreadable or malformed
+  3    image file unreadable, malformed or refused (a raw binary needs --address)
   4    device not found or cannot be opened
   5    permission denied
   6    transfer failed after retries, or the device did not come back
@@ -97,8 +98,13 @@ Exit codes:
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum FormatArg {
     Auto,
+    // The aliases are the names `Format::from_str` accepts.
+    #[value(alias = "raw")]
     Bin,
+    #[value(alias = "ihex")]
     Hex,
+    #[value(alias = "s19", alias = "s28", alias = "s37", alias = "mot")]
+    Srec,
     Elf,
     Uf2,
 }
@@ -276,20 +282,16 @@ fn main() -> ExitCode {
 
 fn open_image(args: &Args) -> Result<Image, Failure> {
     let mut options = OpenOptions::new();
-    match args.format {
-        FormatArg::Auto => {}
-        FormatArg::Bin => {
-            options.format(Format::Bin);
-        }
-        FormatArg::Hex => {
-            options.format(Format::Hex);
-        }
-        FormatArg::Elf => {
-            options.format(Format::Elf);
-        }
-        FormatArg::Uf2 => {
-            options.format(Format::Uf2);
-        }
+    let format = match args.format {
+        FormatArg::Auto => None,
+        FormatArg::Bin => Some(Format::Bin),
+        FormatArg::Hex => Some(Format::Hex),
+        FormatArg::Srec => Some(Format::Srec),
+        FormatArg::Elf => Some(Format::Elf),
+        FormatArg::Uf2 => Some(Format::Uf2),
+    };
+    if let Some(format) = format {
+        options.format(format);
     }
     if let Some(address) = args.address {
         options.load_address(address);
