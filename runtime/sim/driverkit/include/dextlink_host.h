@@ -5,11 +5,12 @@
  * kIOReturnBadArgument); objects handed out are retained for the host, which
  * releases each with dextlink_host_release.
  *
- * Threads: calls may come from any thread. ExternalMethod and the lifecycle
- * calls run on the calling thread (UNVERIFIED against DriverKit, which runs
- * them on the object's queue: the host serialises calls into one user client
- * itself, as the simulator does). Callbacks (log sink, completion sink) run
- * on whichever thread the dext logs or completes on.
+ * Threads: calls may come from any thread. Start, Stop, NewUserClient,
+ * CopyClientMemoryForType and ExternalMethod run on the object's default
+ * queue (ExternalMethod on the queue set under
+ * kIOUserClientQueueNameExternalMethod if there is one), and the call waits
+ * for them, as DriverKit runs them (driverkit-facts §2.2-11). Callbacks (log
+ * sink, completion sink) run on whichever thread the dext logs or completes on.
  */
 #ifndef DEXTLINK_HOST_H
 #define DEXTLINK_HOST_H

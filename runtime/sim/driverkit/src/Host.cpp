@@ -43,6 +43,25 @@ int32_t setValue(dextlink_host_object* dictionary, const char* key, OSObject* va
     return dict->setObject(key, value) ? kIOReturnSuccess : kIOReturnNoMemory;
 }
 
+// Runs `work` on the service's queue named `queueName`, or its default
+// queue, and waits: DriverKit runs a service's methods on its queues
+// (driverkit-facts §2.2-11), so a dext's timer handlers and its external
+// methods never run at the same time.
+template <typename Work>
+void runOnQueue(IOService* service, const char* queueName, Work work)
+{
+    IODispatchQueue* queue = nullptr;
+    if (queueName == nullptr || service->CopyDispatchQueue(queueName, &queue) != kIOReturnSuccess) {
+        service->CopyDispatchQueue(kIOServiceDefaultQueueName, &queue);
+    }
+    if (queue == nullptr) {
+        work();
+        return;
+    }
+    queue->DispatchSyncFunction(&work, [](void* context) { (*static_cast<Work*>(context))(); });
+    queue->release();
+}
+
 }  // namespace
 
 bool dextlink::host::deliverLog(int type, const char* message)
@@ -176,7 +195,8 @@ extern "C" int32_t dextlink_host_service_start(dextlink_host_object* personality
     created->SetPropertiesInternal(properties);
     created->SetProviderInternal(provider);
     provider->release();
-    kern_return_t started = created->Start(created->GetProvider());
+    kern_return_t started = kIOReturnSuccess;
+    runOnQueue(created, nullptr, [&] { started = created->Start(created->GetProvider()); });
     if (started != kIOReturnSuccess) {
         created->release();
         return started;
@@ -209,7 +229,8 @@ extern "C" int32_t dextlink_host_new_user_client(dextlink_host_object* s, uint32
         return kIOReturnBadArgument;
     }
     IOUserClient* created = nullptr;
-    kern_return_t result = service->NewUserClient(type, &created);
+    kern_return_t result = kIOReturnSuccess;
+    runOnQueue(service, nullptr, [&] { result = service->NewUserClient(type, &created); });
     if (result != kIOReturnSuccess) {
         if (created != nullptr) {
             dextlink::runtimeError("%s::NewUserClient failed (0x%08x) but returned an object; released",
@@ -238,7 +259,9 @@ extern "C" int32_t dextlink_host_stop(dextlink_host_object* s)
     if (!service->IsStarted()) {
         return kIOReturnNotReady;
     }
-    return service->Stop(service->GetProvider());
+    kern_return_t result = kIOReturnSuccess;
+    runOnQueue(service, nullptr, [&] { result = service->Stop(service->GetProvider()); });
+    return result;
 }
 
 extern "C" void dextlink_host_release(dextlink_host_object* o)
@@ -328,7 +351,10 @@ extern "C" int32_t dextlink_host_external_method(dextlink_host_object* c, dextli
         arguments.structureInputDescriptor = structureInputDescriptor;
         arguments.structureOutputDescriptor = structureOutputDescriptor;
         arguments.completion = completion;
-        result = client->ExternalMethod(call->selector, &arguments, nullptr, nullptr, nullptr);
+        // The dispatch argument is NULL when called in the driver (driverkit-facts §2.1-5).
+        runOnQueue(client, kIOUserClientQueueNameExternalMethod, [&] {
+            result = client->ExternalMethod(call->selector, &arguments, nullptr, nullptr, nullptr);
+        });
     }
     call->structure_output_length = 0;
     if (result == kIOReturnSuccess) {
@@ -378,7 +404,8 @@ extern "C" int32_t dextlink_host_copy_client_memory(dextlink_host_object* c, uin
     memory->fd = -1;
     uint64_t options = 0;
     IOMemoryDescriptor* descriptor = nullptr;
-    kern_return_t result = client->CopyClientMemoryForType(type, &options, &descriptor);
+    kern_return_t result = kIOReturnSuccess;
+    runOnQueue(client, nullptr, [&] { result = client->CopyClientMemoryForType(type, &options, &descriptor); });
     if (result != kIOReturnSuccess) {
         OSSafeReleaseNULL(descriptor);
         return result;

@@ -258,7 +258,7 @@ pub fn collections_and_casts() {
     let _serial = serial();
     let session = Session::open();
     let passed = session.call(3, &[], 1).unwrap()[0];
-    assert_eq!(passed, (1 << 12) - 1, "checks that failed: {:#014b}", !passed & ((1 << 12) - 1));
+    assert_eq!(passed, (1 << 13) - 1, "checks that failed: {:#015b}", !passed & ((1 << 13) - 1));
     session.finish();
 }
 

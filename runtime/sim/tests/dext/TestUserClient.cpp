@@ -2,7 +2,7 @@
 //   0 echo: 1 scalar in, 1 out: in + 1
 //   1 an entry with a NULL function: kIOReturnNoCompletion
 //   2 ticks (async): 1 scalar in (n); completes n times from a timer, with (i, n)
-//   3 collections and casts: 1 scalar out, the bitmask of checks that held
+//   3 collections, casts and the calling queue: 1 scalar out, the bitmask of checks that held
 //   4 log formats: writes os_log lines with Apple's annotations
 //   5 queue order: DispatchAsync/DispatchSync on a serial queue; 8 scalars out
 //   6 memory: checks mappings and sub-descriptors; 1 scalar out (bitmask)
@@ -101,6 +101,13 @@ static kern_return_t Collections(OSObject* target, void*, IOUserClientMethodArgu
             passed |= 1 << 9;
         }
         if (OSDynamicCast(OSObject, static_cast<OSObject*>(nullptr)) == nullptr) passed |= 1 << 10;
+        // ExternalMethod runs on the user client's default queue (driverkit-facts §2.2-11).
+        IODispatchQueue* queue = nullptr;
+        if (self != nullptr && self->CopyDispatchQueue(kIOServiceDefaultQueueName, &queue) == kIOReturnSuccess &&
+            queue->OnQueue()) {
+            passed |= 1 << 12;
+        }
+        OSSafeReleaseNULL(queue);
     }
     OSSafeReleaseNULL(dict);
     OSSafeReleaseNULL(name);

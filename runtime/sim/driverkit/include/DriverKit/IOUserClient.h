@@ -66,8 +66,8 @@ struct IOUserClientMethodDispatch {
     uint32_t checkStructureOutputSize;
 };
 
-#define IOUserClient_AsyncCompletion_ID 0xcdb8d7fa04dcdff4ULL
-#define IOUserClient_CopyClientMemoryForType_ID 0x8399bdb3d0b4f474ULL
+#define IOUserClient_AsyncCompletion_ID 0x076346509d413ee9ULL
+#define IOUserClient_CopyClientMemoryForType_ID 0x1e35fa1823cc6883ULL
 
 #define IOUserClient_AsyncCompletion_Args \
     OSAction *action, IOReturn status, const IOUserClientAsyncArgumentsArray asyncData, uint32_t asyncDataCount

@@ -19,8 +19,9 @@ class IODispatchQueue;
 typedef char IODispatchQueueName[256];
 typedef OSObject* OSObjectPtr;
 
-// An in-process method call: the method's id (<Class>_<Method>_ID) and a
-// pointer to its <Class>_<Method>_Invocation. Apple's IORPC is a Mach
+// An in-process method call: the method's id (<Class>_<Method>_ID: Apple's
+// value where its generated headers publish one, else the FNV-1a 64-bit hash
+// of "Class::Method", IIG.md) and a pointer to its <Class>_<Method>_Invocation. Apple's IORPC is a Mach
 // message; dext code never looks inside either.
 struct IORPC {
     uint64_t methodID;
@@ -126,8 +127,8 @@ private:
     bool counted_;
 };
 
-#define OSObject_SetDispatchQueue_ID 0x0000000000000001ULL
-#define OSObject_CopyDispatchQueue_ID 0x0000000000000002ULL
+#define OSObject_SetDispatchQueue_ID 0x9d3940573ed25405ULL
+#define OSObject_CopyDispatchQueue_ID 0xa21397dcb683f212ULL
 #define OSObject_SetDispatchQueue_Args const char *name, IODispatchQueue *queue
 #define OSObject_CopyDispatchQueue_Args const char *name, IODispatchQueue **queue
 struct OSObject_SetDispatchQueue_Invocation {
