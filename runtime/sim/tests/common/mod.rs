@@ -258,7 +258,7 @@ pub fn collections_and_casts() {
     let _serial = serial();
     let session = Session::open();
     let passed = session.call(3, &[], 1).unwrap()[0];
-    assert_eq!(passed, (1 << 13) - 1, "checks that failed: {:#015b}", !passed & ((1 << 13) - 1));
+    assert_eq!(passed, (1 << 17) - 1, "checks that failed: {:#019b}", !passed & ((1 << 17) - 1));
     session.finish();
 }
 
@@ -266,6 +266,15 @@ pub fn serial_queue_order() {
     let _serial = serial();
     let session = Session::open();
     assert_eq!(session.call(5, &[], 8), Ok((1..=8).collect::<Vec<u64>>()));
+    session.finish();
+}
+
+pub fn a_cancelled_action_runs_its_handler_after_the_queued_work() {
+    let _serial = serial();
+    let session = Session::open();
+    assert_eq!(session.call(12, &[], 1), Ok(vec![1]), "IsCancelled right after Cancel");
+    // Selector 13 runs on the same serial queue, after the handler Cancel queued.
+    assert_eq!(session.call(13, &[], 1), Ok(vec![1]), "the cancel handler ran");
     session.finish();
 }
 
@@ -372,7 +381,8 @@ macro_rules! dext_tests {
         }
         $crate::dext_tests!(@each lifecycle unknown_classes_are_refused external_method_follows_the_rust_rules
             structures_inline_and_by_descriptor retained_action_completes_many_times_from_a_timer
-            collections_and_casts serial_queue_order os_log_formats_reach_the_sink
+            collections_and_casts serial_queue_order a_cancelled_action_runs_its_handler_after_the_queued_work
+            os_log_formats_reach_the_sink
             memory_is_shared_with_a_second_mapping);
     };
     (@each $($name:ident)*) => {

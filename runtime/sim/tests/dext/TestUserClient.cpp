@@ -11,6 +11,8 @@
 //   9 structure echo: any structure in, the same bytes out
 //  10 test only: leaks an OSString and an IOMalloc block
 //  11 test only: a use after free (for the sanitizer run)
+//  12 cancel: makes an action and cancels it with a handler; 1 scalar out: IsCancelled
+//  13 cancelled: 1 scalar out: whether that handler has run (it runs on the queue after 12)
 #include <DriverKit/DriverKit.h>
 
 #include <stdlib.h>
@@ -21,7 +23,7 @@
 
 enum {
     kBufferSize = 8192,
-    kSelectorCount = 12,
+    kSelectorCount = 14,
 };
 
 struct TestUserClient_IVars {
@@ -32,6 +34,7 @@ struct TestUserClient_IVars {
     OSAction* ticksCompletion;
     uint64_t ticksWanted;
     uint64_t ticksSent;
+    bool cancelHandlerRan;
 };
 
 static kern_return_t Echo(OSObject*, void*, IOUserClientMethodArguments* arguments)
@@ -108,6 +111,30 @@ static kern_return_t Collections(OSObject* target, void*, IOUserClientMethodArgu
             passed |= 1 << 12;
         }
         OSSafeReleaseNULL(queue);
+        // Clocks and IOReturn's fields.
+        uint64_t before = clock_gettime_nsec_np(CLOCK_UPTIME_RAW);
+        uint64_t after = clock_gettime_nsec_np(CLOCK_UPTIME_RAW);
+        if (before != 0 && after >= before && clock_gettime_nsec_np(CLOCK_MONOTONIC_RAW) != 0 &&
+            clock_gettime_nsec_np(static_cast<clockid_t>(77)) == 0) {
+            passed |= 1 << 13;
+        }
+        if (err_get_system(kIOReturnBadArgument) == 0x38 && err_get_sub(kIOReturnBadArgument) == 0 &&
+            err_get_code(kIOReturnBadArgument) == 0x2c2) {
+            passed |= 1 << 14;
+        }
+        // Create's provider must be the service itself (driverkit-facts §9-1),
+        // and a service without a NewUserClient of its own has no user clients (§9-2).
+        IOService* driver = self == nullptr ? nullptr : self->GetProvider();
+        IOService* created = nullptr;
+        if (driver != nullptr && driver->Create(self, "UserClientProperties", &created) == kIOReturnUnsupported &&
+            created == nullptr) {
+            passed |= 1 << 15;
+        }
+        IOUserClient* none = nullptr;
+        if (driver != nullptr && driver->GetProvider() != nullptr &&
+            driver->GetProvider()->NewUserClient(0, &none) == kIOReturnError && none == nullptr) {
+            passed |= 1 << 16;
+        }
     }
     OSSafeReleaseNULL(dict);
     OSSafeReleaseNULL(name);
@@ -316,6 +343,39 @@ static kern_return_t UseAfterFree(OSObject*, void*, IOUserClientMethodArguments*
     return kIOReturnSuccess;
 }
 
+static void MarkCancelled(void* context)
+{
+    static_cast<TestUserClient_IVars*>(context)->cancelHandlerRan = true;
+}
+
+static kern_return_t Cancel(OSObject* target, void*, IOUserClientMethodArguments* arguments)
+{
+    TestUserClient* self = OSRequiredCast(TestUserClient, target);
+    OSAction* action = nullptr;
+    kern_return_t ret = self->CreateActionTimerOccurred(sizeof(uint64_t), &action);
+    if (ret != kIOReturnSuccess) {
+        return ret;
+    }
+    self->ivars->cancelHandlerRan = false;
+#ifdef __BLOCKS__
+    TestUserClient_IVars* ivars = self->ivars;
+    ret = action->Cancel(^{
+      MarkCancelled(ivars);
+    });
+#else
+    ret = action->CancelWithCallback(IODispatchCallback{self->ivars, MarkCancelled, nullptr});
+#endif
+    arguments->scalarOutput[0] = action->IsCancelled();
+    action->release();
+    return ret;
+}
+
+static kern_return_t Cancelled(OSObject* target, void*, IOUserClientMethodArguments* arguments)
+{
+    arguments->scalarOutput[0] = OSRequiredCast(TestUserClient, target)->ivars->cancelHandlerRan;
+    return kIOReturnSuccess;
+}
+
 static const IOUserClientMethodDispatch kMethods[kSelectorCount] = {
     {Echo, 0, 1, 0, 1, 0},
     {nullptr, 0, 0, 0, 0, 0},
@@ -329,6 +389,8 @@ static const IOUserClientMethodDispatch kMethods[kSelectorCount] = {
     {StructEcho, 0, 0, kIOUserClientVariableStructureSize, 0, kIOUserClientVariableStructureSize},
     {PlantLeak, 0, 0, 0, 0, 0},
     {UseAfterFree, 0, 0, 0, 1, 0},
+    {Cancel, 0, 0, 0, 1, 0},
+    {Cancelled, 0, 0, 0, 1, 0},
 };
 
 bool TestUserClient::init()
