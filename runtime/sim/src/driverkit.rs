@@ -45,6 +45,7 @@ mod ffi {
         pub scalar_output: *mut u64,
         pub scalar_output_count: u32,
         pub structure_output: *mut c_void,
+        pub structure_output_buffer_length: u64,
         pub structure_output_capacity: u64,
         pub structure_output_length: u64,
         pub is_async: c_int,
@@ -485,7 +486,8 @@ pub struct Call<'a> {
     pub structure_input: &'a [u8],
     /// The scalar output count requested (at most 16).
     pub scalar_output_count: u32,
-    /// The structure output capacity offered (`0xffffffff`: variable).
+    /// The structure output capacity offered (`0xffffffff`: variable, at
+    /// most [`VARIABLE_OUTPUT_BUFFER`] bytes back).
     pub structure_output_capacity: u64,
 }
 
@@ -495,6 +497,10 @@ pub struct Reply {
     pub scalar_output: Vec<u64>,
     pub structure_output: Vec<u8>,
 }
+
+/// What a variable-output call can bring back (the runtime answers
+/// kIOReturnNoSpace for more).
+pub const VARIABLE_OUTPUT_BUFFER: usize = 64 * 1024;
 
 /// A completion callback: the status and values of each `AsyncCompletion`.
 pub type CompletionFn = dyn Fn(IoReturn, &[u64]) + Send + Sync;
@@ -548,9 +554,8 @@ impl UserClient {
             return Err(IoReturn::OVERRUN);
         }
         let capacity = if call.structure_output_capacity == 0xffff_ffff {
-            // The variable-output call: the runtime copies at most what is
-            // offered, so offer the most an inline reply can carry.
-            4096
+            // The variable-output call: a longer reply is kIOReturnNoSpace.
+            VARIABLE_OUTPUT_BUFFER
         } else {
             usize::try_from(call.structure_output_capacity).map_err(|_| IoReturn::NO_MEMORY)?
         };
@@ -565,6 +570,7 @@ impl UserClient {
             scalar_output: scalar_output.as_mut_ptr(),
             scalar_output_count: call.scalar_output_count,
             structure_output: structure_output.as_mut_ptr().cast(),
+            structure_output_buffer_length: capacity as u64,
             structure_output_capacity: call.structure_output_capacity,
             structure_output_length: 0,
             is_async: c_int::from(reference.is_some()),

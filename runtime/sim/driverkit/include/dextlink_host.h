@@ -84,8 +84,10 @@ typedef struct dextlink_host_call {
     uint64_t* scalar_output;            /* 16 slots, zeroed before the call */
     uint32_t scalar_output_count;       /* in: requested; out: what the dext left (never more) */
     void* structure_output;             /* the caller's buffer */
+    uint64_t structure_output_buffer_length; /* its size: at least the capacity, unless variable */
     uint64_t structure_output_capacity; /* in: 0..=4096 inline, above: a descriptor, 0xffffffff variable */
-    uint64_t structure_output_length;   /* out: bytes returned */
+    uint64_t structure_output_length;   /* out: bytes returned (for a variable output longer than the
+                                           buffer: the length needed, with kIOReturnNoSpace) */
     int is_async;                       /* give the dext a completion action */
     uint64_t async_reference;           /* what the completion sink receives */
 } dextlink_host_call;

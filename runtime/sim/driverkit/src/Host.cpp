@@ -303,7 +303,7 @@ extern "C" int32_t dextlink_host_external_method(dextlink_host_object* c, dextli
         (call->scalar_input_count > 0 && call->scalar_input == nullptr) ||
         (call->structure_input_length > 0 && call->structure_input == nullptr) ||
         (call->structure_output_capacity > 0 && call->structure_output_capacity != kIOUserClientVariableStructureSize &&
-         call->structure_output == nullptr)) {
+         (call->structure_output == nullptr || call->structure_output_buffer_length < call->structure_output_capacity))) {
         return call->scalar_input_count > kIOUserClientScalarArrayCountMax ||
                        call->scalar_output_count > kIOUserClientScalarArrayCountMax
                    ? kIOReturnOverrun
@@ -370,6 +370,10 @@ extern "C" int32_t dextlink_host_external_method(dextlink_host_object* c, dextli
             if (descriptorOutput || length > call->structure_output_capacity) {
                 // §3.3-1, 2: longer than offered, or an OSData beside a descriptor.
                 result = kIOReturnBadArgument;
+            } else if (length > call->structure_output_buffer_length || (length > 0 && call->structure_output == nullptr)) {
+                // A variable output the host's buffer cannot take: it learns the length.
+                result = kIOReturnNoSpace;
+                call->structure_output_length = length;
             } else if (length > 0) {
                 memcpy(call->structure_output, arguments.structureOutput->getBytesNoCopy(), length);
                 call->structure_output_length = length;

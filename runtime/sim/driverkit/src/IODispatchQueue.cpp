@@ -21,6 +21,9 @@ struct IODispatchQueue::State {
     std::condition_variable wake;
     std::deque<Item> items;
     bool cancelled = false;
+    // Set when the queue was freed on its own thread: the thread then
+    // deletes this state when it ends.
+    bool orphaned = false;
     std::thread thread;
 
     void run()
@@ -31,6 +34,11 @@ struct IODispatchQueue::State {
                 std::unique_lock<std::mutex> guard(lock);
                 wake.wait(guard, [this] { return cancelled || !items.empty(); });
                 if (items.empty()) {
+                    bool deleteSelf = orphaned;
+                    guard.unlock();
+                    if (deleteSelf) {
+                        delete this;
+                    }
                     return;
                 }
                 item = items.front();
@@ -64,13 +72,18 @@ bool IODispatchQueue::init()
 void IODispatchQueue::free()
 {
     if (state_ != nullptr) {
-        Cancel();
         if (state_->thread.get_id() == std::this_thread::get_id()) {
             // The last reference went in one of this queue's own blocks: the
-            // thread cannot join itself, so it ends on its own and the state
-            // is left to it (UNVERIFIED what DriverKit does; nothing is lost).
+            // thread cannot join itself, so it finishes what is queued, ends
+            // on its own and deletes the state (UNVERIFIED what DriverKit does).
+            {
+                std::lock_guard<std::mutex> guard(state_->lock);
+                state_->orphaned = true;
+            }
+            Cancel();
             state_->thread.detach();
         } else {
+            Cancel();
             state_->thread.join();
             delete state_;
         }

@@ -49,6 +49,8 @@ struct IOTimerDispatchSource::State {
     bool enabled = true;
     bool cancelled = false;
     bool exiting = false;
+    // Set when the source was freed on its own thread (see free()).
+    bool orphaned = false;
     uint64_t clock = 0;
     uint64_t monotonicDeadline = 0;
     std::thread thread;
@@ -72,16 +74,25 @@ struct IOTimerDispatchSource::State {
                 continue;
             }
             action->retain();
+            IODispatchQueue* target = queue;
+            target->retain();
             uint64_t firedAt = clock_gettime_nsec_np(static_cast<clockid_t>(clock & 0x3f));
             guard.unlock();
             IOTimerDispatchSource_TimerOccurred_Invocation invocation = {action, firedAt};
-            deliver(action, invocation);
+            deliver(target, action, invocation);
+            target->release();
             action->release();
             guard.lock();
         }
+        bool deleteSelf = orphaned;
+        guard.unlock();
+        if (deleteSelf) {
+            delete this;
+        }
     }
 
-    void deliver(OSAction* action, const IOTimerDispatchSource_TimerOccurred_Invocation& invocation);
+    static void deliver(IODispatchQueue* target, OSAction* action,
+                        const IOTimerDispatchSource_TimerOccurred_Invocation& invocation);
 };
 
 namespace {
@@ -109,12 +120,12 @@ void releaseDelivery(void* raw)
 
 }  // namespace
 
-void IOTimerDispatchSource::State::deliver(OSAction* action,
+void IOTimerDispatchSource::State::deliver(IODispatchQueue* target, OSAction* action,
                                            const IOTimerDispatchSource_TimerOccurred_Invocation& invocation)
 {
     auto* delivery = new TimerDelivery{action, invocation};
     action->retain();
-    queue->DispatchAsyncFunction(delivery, runDelivery, releaseDelivery);
+    target->DispatchAsyncFunction(delivery, runDelivery, releaseDelivery);
 }
 
 bool IOTimerDispatchSource::init()
@@ -130,16 +141,31 @@ bool IOTimerDispatchSource::init()
 void IOTimerDispatchSource::free()
 {
     if (state_ != nullptr) {
+        // The last reference can go on the timer's own thread (the release
+        // of a handler's action can free its target, and the target this
+        // source): that thread cannot join itself, so it deletes the state.
+        const bool ownThread = state_->thread.get_id() == std::this_thread::get_id();
+        OSAction* handler;
+        IODispatchQueue* queue;
         {
             std::lock_guard<std::mutex> guard(state_->lock);
             state_->exiting = true;
+            state_->orphaned = ownThread;
+            handler = state_->handler;
+            queue = state_->queue;
+            state_->handler = nullptr;
+            state_->queue = nullptr;
         }
         state_->wake.notify_all();
-        state_->thread.join();
-        OSSafeReleaseNULL(state_->handler);
-        OSSafeReleaseNULL(state_->queue);
-        delete state_;
+        if (ownThread) {
+            state_->thread.detach();
+        } else {
+            state_->thread.join();
+            delete state_;
+        }
         state_ = nullptr;
+        OSSafeReleaseNULL(handler);
+        OSSafeReleaseNULL(queue);
     }
     super::free();
 }

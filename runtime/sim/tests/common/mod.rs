@@ -227,6 +227,23 @@ pub fn structures_inline_and_by_descriptor() {
         let reply = session.client.call(&call).unwrap_or_else(|e| panic!("{length} bytes: {e:?}"));
         assert_eq!(reply.structure_output, input, "{length} bytes came back changed");
     }
+    // The variable-output call takes any OSData the dext returns (driverkit-facts §3.3-3).
+    let input = vec![0x5au8; 5000];
+    let call = Call {
+        selector: 9,
+        structure_input: &input,
+        structure_output_capacity: 0xffff_ffff,
+        ..Call::default()
+    };
+    assert_eq!(session.client.call(&call).expect("variable output").structure_output, input);
+    // An inline OSData longer than the capacity offered is an error (§3.3-1).
+    let call = Call {
+        selector: 9,
+        structure_input: &input[..100],
+        structure_output_capacity: 10,
+        ..Call::default()
+    };
+    assert_eq!(session.client.call(&call).err(), Some(IoReturn::BAD_ARGUMENT));
     session.finish();
 }
 
