@@ -28,7 +28,10 @@ enum {
 
 struct TestUserClient_IVars {
     IOBufferMemoryDescriptor* buffer;
-    IOBufferMemoryDescriptor* readOnlyBuffer;
+    // An OSSharedPtr as Apple's samples keep them: IONewZero runs no
+    // constructor (zero is its empty state) and IODelete no destructor, so
+    // free() resets it (driverkit-facts §9-8).
+    OSSharedPtr<IOBufferMemoryDescriptor> readOnlyBuffer;
     IOTimerDispatchSource* timer;
     OSAction* timerAction;
     OSAction* ticksCompletion;
@@ -406,7 +409,7 @@ void TestUserClient::free()
 {
     if (ivars != nullptr) {
         OSSafeReleaseNULL(ivars->buffer);
-        OSSafeReleaseNULL(ivars->readOnlyBuffer);
+        ivars->readOnlyBuffer.reset();
         OSSafeReleaseNULL(ivars->timer);
         OSSafeReleaseNULL(ivars->timerAction);
         OSSafeReleaseNULL(ivars->ticksCompletion);
@@ -423,7 +426,7 @@ kern_return_t IMPL(TestUserClient, Start)
     }
     ret = IOBufferMemoryDescriptor::Create(kIOMemoryDirectionInOut, kBufferSize, 0, &ivars->buffer);
     if (ret == kIOReturnSuccess) {
-        ret = IOBufferMemoryDescriptor::Create(kIOMemoryDirectionInOut, 4096, 0, &ivars->readOnlyBuffer);
+        ret = IOBufferMemoryDescriptor::Create(kIOMemoryDirectionInOut, 4096, 0, ivars->readOnlyBuffer.attach());
     }
     IODispatchQueue* queue = nullptr;
     if (ret == kIOReturnSuccess) {
@@ -476,8 +479,7 @@ kern_return_t IMPL(TestUserClient, CopyClientMemoryForType)
         return kIOReturnSuccess;
     case 1:
         *options = kIOUserClientMemoryReadOnly;
-        ivars->readOnlyBuffer->retain();
-        *memory = ivars->readOnlyBuffer;
+        *memory = OSSharedPtr<IOBufferMemoryDescriptor>(ivars->readOnlyBuffer).detach();
         return kIOReturnSuccess;
     default:
         return kIOReturnBadArgument;

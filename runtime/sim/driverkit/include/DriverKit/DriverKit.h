@@ -6,6 +6,7 @@
 #include <DriverKit/IOTypes.h>
 #include <DriverKit/IOLib.h>
 #include <DriverKit/OSObject.h>
+#include <DriverKit/OSSharedPtr.h>
 #include <DriverKit/OSCollection.h>
 #include <DriverKit/OSData.h>
 #include <DriverKit/OSString.h>
