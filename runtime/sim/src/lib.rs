@@ -9,5 +9,6 @@
 //! (`driverkit/include/dextlink_host.h`); [`rules`] exports the dispatch
 //! rules, implemented once in `dextlink::server`, to the C++ side.
 
+#[cfg(target_os = "linux")]
 pub mod driverkit;
 pub mod rules;

@@ -1,6 +1,7 @@
 //! Loading refuses what is not a dext with errors that say why, and the
 //! runtime and its headers compile without a warning under both compilers
 //! (g++ builds the crate; clang++ is checked here), with and without blocks.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -4,6 +4,7 @@
 //! after free is reported naming its source file. And the runtime's own leak
 //! report names a planted leak, in a process of its own too, since a leak
 //! lasts as long as its process.
+#![cfg(target_os = "linux")]
 
 mod common;
 
