@@ -65,3 +65,43 @@ pub unsafe extern "C" fn dextlink_driverkit_check_dispatch(
         Err(code) => code.0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dextlink::IoReturn;
+
+    const ONE_SCALAR: DispatchChecksC = DispatchChecksC {
+        completion_exists: 0,
+        scalar_input_count: 1,
+        structure_input_size: 0,
+        scalar_output_count: 0,
+        structure_output_size: 0xffff_ffff,
+    };
+
+    fn shape(scalars: u64, has_completion: u32) -> CallShapeC {
+        CallShapeC {
+            has_completion,
+            scalar_input_count: scalars,
+            structure_input_length: 0,
+            scalar_output_count: 0,
+            structure_output_maximum_size: 4096,
+        }
+    }
+
+    fn check(checks: Option<&DispatchChecksC>, shape: Option<&CallShapeC>) -> IoReturn {
+        let checks = checks.map_or(std::ptr::null(), |c| c as *const _);
+        let shape = shape.map_or(std::ptr::null(), |s| s as *const _);
+        // SAFETY: NULL or pointers to live locals, as the C++ side passes them.
+        IoReturn(unsafe { dextlink_driverkit_check_dispatch(checks, shape) })
+    }
+
+    #[test]
+    fn the_c_entry_point_applies_the_rust_rules() {
+        assert_eq!(check(Some(&ONE_SCALAR), Some(&shape(1, 0))), IoReturn::SUCCESS);
+        assert_eq!(check(Some(&ONE_SCALAR), Some(&shape(2, 0))), IoReturn::BAD_ARGUMENT);
+        assert_eq!(check(Some(&ONE_SCALAR), Some(&shape(1, 1))), IoReturn::BAD_ARGUMENT);
+        assert_eq!(check(None, Some(&shape(1, 0))), IoReturn::UNSUPPORTED);
+        assert_eq!(check(Some(&ONE_SCALAR), None), IoReturn::BAD_ARGUMENT);
+    }
+}
