@@ -275,7 +275,7 @@ pub fn collections_and_casts() {
     let _serial = serial();
     let session = Session::open();
     let passed = session.call(3, &[], 1).unwrap()[0];
-    assert_eq!(passed, (1 << 17) - 1, "checks that failed: {:#019b}", !passed & ((1 << 17) - 1));
+    assert_eq!(passed, (1 << 18) - 1, "checks that failed: {:#020b}", !passed & ((1 << 18) - 1));
     session.finish();
 }
 

@@ -133,6 +133,18 @@ static kern_return_t Collections(OSObject* target, void*, IOUserClientMethodArgu
             created == nullptr) {
             passed |= 1 << 15;
         }
+        // Named queues: SetDispatchQueue, then CopyDispatchQueue gives it back.
+        IODispatchQueue* named = nullptr;
+        IODispatchQueue* copied = nullptr;
+        IODispatchQueue* missing = nullptr;
+        if (self != nullptr && IODispatchQueue::Create("TestNamed", 0, 0, &named) == kIOReturnSuccess &&
+            self->SetDispatchQueue("TestNamed", named) == kIOReturnSuccess &&
+            self->CopyDispatchQueue("TestNamed", &copied) == kIOReturnSuccess && copied == named &&
+            self->CopyDispatchQueue("TestMissing", &missing) != kIOReturnSuccess && missing == nullptr) {
+            passed |= 1 << 17;
+        }
+        OSSafeReleaseNULL(copied);
+        OSSafeReleaseNULL(named);
         IOUserClient* none = nullptr;
         if (driver != nullptr && driver->GetProvider() != nullptr &&
             driver->GetProvider()->NewUserClient(0, &none) == kIOReturnError && none == nullptr) {
