@@ -196,22 +196,59 @@ pub fn external_method(
     checks: Option<&DispatchChecks>,
     args: &Arguments<'_>,
 ) -> Result<(), IoReturn> {
+    check_dispatch(checks, &CallShape::of(args))
+}
+
+/// What the dispatch checks look at in a call, and nothing else: the shape of
+/// an `IOUserClientMethodArguments` (driverkit-facts §2.2). The C++ DriverKit
+/// runtime fills one from the arguments its `IOUserClient::ExternalMethod`
+/// receives, so that Rust and C++ dexts are held to the same rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallShape {
+    /// `completion != NULL`.
+    pub has_completion: bool,
+    /// `scalarInputCount`.
+    pub scalar_input_count: u64,
+    /// The length of `structureInputDescriptor` if set, else of `structureInput`
+    /// (0 when both are NULL).
+    pub structure_input_length: u64,
+    /// `scalarOutputCount`: the count the client requested.
+    pub scalar_output_count: u64,
+    /// `structureOutputMaximumSize`: the capacity the client offered.
+    pub structure_output_maximum_size: u64,
+}
+
+impl CallShape {
+    /// The shape of a call modelled in Rust.
+    pub fn of(args: &Arguments<'_>) -> CallShape {
+        CallShape {
+            has_completion: args.completion.is_some(),
+            scalar_input_count: args.scalar_input.len() as u64,
+            structure_input_length: args.structure_input.len() as u64,
+            scalar_output_count: u64::from(args.scalar_output_count),
+            structure_output_maximum_size: args.structure_output_maximum_size,
+        }
+    }
+}
+
+/// The dispatch rules themselves, on a call's shape: see [`external_method`].
+/// This is the one implementation; the C++ runtime reaches it through a C ABI.
+pub fn check_dispatch(checks: Option<&DispatchChecks>, shape: &CallShape) -> Result<(), IoReturn> {
     let Some(checks) = checks else {
         return Err(IoReturn::UNSUPPORTED);
     };
-    let has_completion = args.completion.is_some();
     match checks.completion_exists {
         VARIABLE => {}
-        0 if has_completion => return Err(IoReturn::BAD_ARGUMENT),
+        0 if shape.has_completion => return Err(IoReturn::BAD_ARGUMENT),
         0 => {}
-        _ if !has_completion => return Err(IoReturn::BAD_ARGUMENT),
+        _ if !shape.has_completion => return Err(IoReturn::BAD_ARGUMENT),
         _ => {}
     }
     let exact = |check: u32, actual: u64| check == VARIABLE || u64::from(check) == actual;
-    if !exact(checks.scalar_input_count, args.scalar_input.len() as u64)
-        || !exact(checks.structure_input_size, args.structure_input.len() as u64)
-        || !exact(checks.scalar_output_count, u64::from(args.scalar_output_count))
-        || !exact(checks.structure_output_size, args.structure_output_maximum_size)
+    if !exact(checks.scalar_input_count, shape.scalar_input_count)
+        || !exact(checks.structure_input_size, shape.structure_input_length)
+        || !exact(checks.scalar_output_count, shape.scalar_output_count)
+        || !exact(checks.structure_output_size, shape.structure_output_maximum_size)
     {
         return Err(IoReturn::BAD_ARGUMENT);
     }

@@ -1,0 +1,37 @@
+// The host's callbacks, as the runtime's own code reaches them.
+#ifndef DEXTLINK_DRIVERKIT_HOST_INTERNAL_H
+#define DEXTLINK_DRIVERKIT_HOST_INTERNAL_H
+
+#include <stdint.h>
+
+namespace dextlink {
+namespace host {
+
+// False when no sink is installed (the caller then writes to stderr).
+bool deliverLog(int type, const char* message);
+void deliverCompletion(uint64_t reference, int32_t status, const uint64_t* values, uint32_t count);
+
+}  // namespace host
+}  // namespace dextlink
+
+// Implemented in Rust (dextlink_sim::rules), the one copy of DriverKit's
+// dispatch checks (driverkit-facts §2.2): kIOReturnSuccess when the entry's
+// function may run, else the error to return. `checks` NULL: no entry.
+struct dextlink_dispatch_checks {
+    uint32_t completion_exists;
+    uint32_t scalar_input_count;
+    uint32_t structure_input_size;
+    uint32_t scalar_output_count;
+    uint32_t structure_output_size;
+};
+struct dextlink_call_shape {
+    uint32_t has_completion;
+    uint64_t scalar_input_count;
+    uint64_t structure_input_length;
+    uint64_t scalar_output_count;
+    uint64_t structure_output_maximum_size;
+};
+extern "C" int32_t dextlink_driverkit_check_dispatch(const dextlink_dispatch_checks* checks,
+                                                     const dextlink_call_shape* shape);
+
+#endif
