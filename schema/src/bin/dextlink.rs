@@ -275,6 +275,17 @@ fn run_iig(iig: &Path, out: &Path) -> Result<(), Failure> {
     std::fs::create_dir_all(out)
         .map_err(|e| Failure::io(format!("cannot create {}", out.display()), e))?;
     let files = [(&output.header_name, &output.header), (&output.source_name, &output.source)];
+    // A name taken by a directory would fail the second rename after the
+    // first one replaced its file: refuse before writing anything.
+    for (name, _) in files {
+        let target = out.join(name);
+        if target.is_dir() {
+            return Err(Failure::io(
+                format!("cannot write {}", target.display()),
+                std::io::Error::new(std::io::ErrorKind::IsADirectory, "it is a directory"),
+            ));
+        }
+    }
     let mut written: Vec<(PathBuf, PathBuf)> = Vec::new();
     let remove_all = |written: &[(PathBuf, PathBuf)]| {
         for (tmp, _) in written {

@@ -54,9 +54,13 @@ fn method_id(class: &str, method: &str) -> u64 {
     hash
 }
 
+/// A class declared earlier in the file: its name, its superclass and what its
+/// methods became, by name.
+type DeclaredClass = (String, String, Vec<(String, Known)>);
+
 /// The classes the file declares so far, for a later class deriving from one.
 struct Scope {
-    classes: Vec<(String, String, Vec<(String, Known)>)>,
+    classes: Vec<DeclaredClass>,
 }
 
 impl Scope {
@@ -68,7 +72,9 @@ impl Scope {
     fn lookup(&self, class: &str, name: &str) -> Option<Known> {
         let mut current = Some(class.to_string());
         while let Some(class) = current {
-            if let Some((_, superclass, methods)) = self.classes.iter().find(|(n, _, _)| *n == class) {
+            if let Some((_, superclass, methods)) =
+                self.classes.iter().find(|(n, _, _)| *n == class)
+            {
                 if let Some((_, known)) = methods.iter().find(|(m, _)| m == name) {
                     return Some(known.clone());
                 }
@@ -76,7 +82,9 @@ impl Scope {
                 continue;
             }
             let runtime_class = runtime::class_named(&class)?;
-            if let Some(method) = runtime_class.methods.iter().find(|m| m.name == name && m.kind != Kind::Action) {
+            if let Some(method) =
+                runtime_class.methods.iter().find(|m| m.name == name && m.kind != Kind::Action)
+            {
                 return Some(Known {
                     kind: method.kind,
                     decl_prefix: format!("{class}_{name}"),
@@ -91,11 +99,14 @@ impl Scope {
 }
 
 pub fn emit(file_name: &str, stem: &str, file: &File) -> Result<(String, String), Diagnostic> {
-    let first_line =
-        format!("/* Generated per dextlink's iig contract (IIG.md) from {file_name} by `dextlink iig`; do not edit. */\n");
+    let first_line = format!(
+        "/* Generated per dextlink's iig contract (IIG.md) from {file_name} by `dextlink iig`; do not edit. */\n"
+    );
     let guard: String = format!(
         "_{}_H",
-        stem.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect::<String>()
+        stem.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+            .collect::<String>()
     );
     let mut header_blocks = vec![format!("{first_line}#ifndef {guard}\n#define {guard}\n")];
     let mut includes = String::new();
@@ -121,12 +132,19 @@ pub fn emit(file_name: &str, stem: &str, file: &File) -> Result<(String, String)
     let mut scope = Scope { classes: Vec::new() };
     for class in &file.classes {
         if scope.class_exists(&class.name) {
-            return Err(error(class.name_span, format!("class `{}` is declared twice", class.name), "again here"));
+            return Err(error(
+                class.name_span,
+                format!("class `{}` is declared twice", class.name),
+                "again here",
+            ));
         }
         if !scope.class_exists(&class.superclass) {
             return Err(error(
                 class.superclass_span,
-                format!("this runtime has no class `{}` to derive `{}` from", class.superclass, class.name),
+                format!(
+                    "this runtime has no class `{}` to derive `{}` from",
+                    class.superclass, class.name
+                ),
                 "not a class of dextlink's DriverKit runtime, nor one declared above in this file",
             ));
         }
@@ -175,19 +193,30 @@ fn roles<'a>(scope: &Scope, class: &'a ClassDecl) -> Result<Vec<Role<'a>>, Diagn
     let mut roles = Vec::new();
     for (index, method) in class.methods.iter().enumerate() {
         if let Some(earlier) = class.methods[..index].iter().find(|m| m.name == method.name) {
-            return Err(error(method.name_span, format!("`{}` is declared twice", method.name), "again here")
-                .related(earlier.name_span, "first here"));
+            return Err(error(
+                method.name_span,
+                format!("`{}` is declared twice", method.name),
+                "again here",
+            )
+            .related(earlier.name_span, "first here"));
         }
         let known = scope.lookup(&class.superclass, &method.name);
         if method.overrides && known.is_none() {
             return Err(error(
                 method.name_span,
-                format!("`{}` is marked `override`, but `{}` has no method `{}`", method.name, class.superclass, method.name),
+                format!(
+                    "`{}` is marked `override`, but `{}` has no method `{}`",
+                    method.name, class.superclass, method.name
+                ),
                 "not a method this runtime's classes declare (IIG.md's table)",
             ));
         }
         if method.is_static && (method.is_virtual || known.is_some()) {
-            return Err(error(method.name_span, format!("`static` on the virtual method `{}`", method.name), "here"));
+            return Err(error(
+                method.name_span,
+                format!("`static` on the virtual method `{}`", method.name),
+                "here",
+            ));
         }
         let unnamed = method.params.iter().find(|p| p.name.is_none());
         match known {
@@ -195,7 +224,10 @@ fn roles<'a>(scope: &Scope, class: &'a ClassDecl) -> Result<Vec<Role<'a>>, Diagn
                 if let Some(action) = &method.action_type {
                     return Err(error(
                         action.span,
-                        format!("`TYPE(…)` on `{}`, which overrides a method of `{}`", method.name, class.superclass),
+                        format!(
+                            "`TYPE(…)` on `{}`, which overrides a method of `{}`",
+                            method.name, class.superclass
+                        ),
                         "an action target must be a method the class declares new",
                     ));
                 }
@@ -213,7 +245,9 @@ fn roles<'a>(scope: &Scope, class: &'a ClassDecl) -> Result<Vec<Role<'a>>, Diagn
                     ));
                 }
                 match known.kind {
-                    Kind::Virtual | Kind::Action => roles.push(Role::Plain { method, overrides: true }),
+                    Kind::Virtual | Kind::Action => {
+                        roles.push(Role::Plain { method, overrides: true })
+                    }
                     Kind::Dispatched { impl_virtual } => roles.push(Role::Dispatched {
                         method,
                         new: false,
@@ -240,21 +274,32 @@ fn roles<'a>(scope: &Scope, class: &'a ClassDecl) -> Result<Vec<Role<'a>>, Diagn
                 if method.return_type != "kern_return_t" && method.return_type != "void" {
                     return Err(error(
                         method.name_span,
-                        format!("the dispatched method `{}` returns `{}`", method.name, method.return_type),
+                        format!(
+                            "the dispatched method `{}` returns `{}`",
+                            method.name, method.return_type
+                        ),
                         "a dispatched method returns `kern_return_t` or `void`; make it LOCALONLY to return anything else",
                     ));
                 }
                 if let Some(param) = unnamed {
                     return Err(error(
                         param.span,
-                        format!("a parameter of the dispatched method `{}` without a name", method.name),
+                        format!(
+                            "a parameter of the dispatched method `{}` without a name",
+                            method.name
+                        ),
                         "its invocation needs a member name",
                     ));
                 }
                 if method.is_const {
-                    return Err(error(method.name_span, format!("the dispatched method `{}` is `const`", method.name), "not supported"));
+                    return Err(error(
+                        method.name_span,
+                        format!("the dispatched method `{}` is `const`", method.name),
+                        "not supported",
+                    ));
                 }
-                let own: Vec<String> = method.params.iter().filter_map(|p| p.name.clone()).collect();
+                let own: Vec<String> =
+                    method.params.iter().filter_map(|p| p.name.clone()).collect();
                 let id = format!("{}_{}_ID", class.name, method.name);
                 match &method.action_type {
                     Some(action) => {
@@ -268,7 +313,10 @@ fn roles<'a>(scope: &Scope, class: &'a ClassDecl) -> Result<Vec<Role<'a>>, Diagn
                                 else {
                                     return Err(error(
                                         action.span,
-                                        format!("`{}` has no action type `{}` in this runtime", action.class, action.method),
+                                        format!(
+                                            "`{}` has no action type `{}` in this runtime",
+                                            action.class, action.method
+                                        ),
                                         "not an action type of IIG.md's table",
                                     ));
                                 };
@@ -425,7 +473,9 @@ fn emit_class(class: &ClassDecl, roles: &[Role<'_>]) -> (Vec<String>, Vec<String
     let mut invocations = String::new();
     let mut args_defines = String::new();
     for role in roles {
-        let Role::Dispatched { method, new, id, args, invocation, action, .. } = role else { continue };
+        let Role::Dispatched { method, new, id, args, invocation, action, .. } = role else {
+            continue;
+        };
         let own_args = format!("{name}_{}_Args", method.name);
         if *new {
             let hash = method_id(name, &method.name);
@@ -451,8 +501,9 @@ fn emit_class(class: &ClassDecl, roles: &[Role<'_>]) -> (Vec<String>, Vec<String
         "class {name} : public {superclass} {{\n    OSDeclareDefaultStructors({name})\n\npublic:\n    union {{\n        \
          {name}_IVars* ivars;\n        {name}_LocalIVars* lvars;\n    }};\n\n    using super = {superclass};\n"
     );
-    let mut impls = String::new();
     for access in [Access::Public, Access::Protected, Access::Private] {
+        // Every `_Impl` is protected, wherever the .iig declared its method.
+        let mut impls = String::new();
         let mut plain = String::new();
         let mut stubs = String::new();
         let mut create_actions = String::new();
@@ -462,9 +513,15 @@ fn emit_class(class: &ClassDecl, roles: &[Role<'_>]) -> (Vec<String>, Vec<String
                     plain.push_str(&plain_declaration(method, *overrides));
                 }
                 Role::Dispatched { method, new: true, action, .. } if method.access == access => {
-                    let mut items: Vec<String> = method.params.iter().map(param_with_default).collect();
+                    let mut items: Vec<String> =
+                        method.params.iter().map(param_with_default).collect();
                     items.push("OSDispatchMethod supermethod = nullptr".to_string());
-                    stubs.push_str(&wrap_call("    ", &format!("{} {}(", method.return_type, method.name), &items, ");"));
+                    stubs.push_str(&wrap_call(
+                        "    ",
+                        &format!("{} {}(", method.return_type, method.name),
+                        &items,
+                        ");",
+                    ));
                     if action.is_some() {
                         create_actions.push_str(&format!(
                             "    kern_return_t CreateAction{}(size_t referenceSize, OSAction** action);\n",
@@ -480,9 +537,15 @@ fn emit_class(class: &ClassDecl, roles: &[Role<'_>]) -> (Vec<String>, Vec<String
                 let Role::Dispatched { method, new, impl_virtual, .. } = role else { continue };
                 let own_args = format!("{name}_{}_Args", method.name);
                 let line = if *new && method.pure {
-                    format!("    virtual {} {}_Impl({own_args}) = 0;\n", method.return_type, method.name)
+                    format!(
+                        "    virtual {} {}_Impl({own_args}) = 0;\n",
+                        method.return_type, method.name
+                    )
                 } else if *impl_virtual {
-                    format!("    {} {}_Impl({own_args}) override;\n", method.return_type, method.name)
+                    format!(
+                        "    {} {}_Impl({own_args}) override;\n",
+                        method.return_type, method.name
+                    )
                 } else {
                     format!("    {} {}_Impl({own_args});\n", method.return_type, method.name)
                 };
@@ -492,7 +555,6 @@ fn emit_class(class: &ClassDecl, roles: &[Role<'_>]) -> (Vec<String>, Vec<String
         stubs.push_str(&create_actions);
         let groups: Vec<&String> =
             [&plain, &stubs, &impls].into_iter().filter(|g| !g.is_empty()).collect();
-        let groups = if access == Access::Protected { groups } else { groups.into_iter().filter(|g| !std::ptr::eq(*g, &impls)).collect() };
         if groups.is_empty() {
             continue;
         }
@@ -517,7 +579,11 @@ fn emit_class(class: &ClassDecl, roles: &[Role<'_>]) -> (Vec<String>, Vec<String
     let abstract_class = class.methods.iter().any(|m| m.pure);
     let mut source = vec![format!(
         "{}({name}, {superclass})\n",
-        if abstract_class { "OSDefineMetaClassAndAbstractStructors" } else { "OSDefineMetaClassAndStructors" }
+        if abstract_class {
+            "OSDefineMetaClassAndAbstractStructors"
+        } else {
+            "OSDefineMetaClassAndStructors"
+        }
     )];
     let mut cases = String::new();
     for role in roles {
@@ -527,7 +593,8 @@ fn emit_class(class: &ClassDecl, roles: &[Role<'_>]) -> (Vec<String>, Vec<String
         }
         cases.push_str(&format!("    case {id}: {{\n"));
         if !members.is_empty() {
-            let line = format!("        {invocation}* a = static_cast<{invocation}*>(rpc.arguments);\n");
+            let line =
+                format!("        {invocation}* a = static_cast<{invocation}*>(rpc.arguments);\n");
             if line.trim_end().chars().count() <= COLUMNS {
                 cases.push_str(&line);
             } else {
@@ -559,14 +626,18 @@ fn emit_class(class: &ClassDecl, roles: &[Role<'_>]) -> (Vec<String>, Vec<String
     source.push(dispatch);
     let mut create_actions = Vec::new();
     for role in roles {
-        let Role::Dispatched { method, new: true, id, invocation, action, .. } = role else { continue };
+        let Role::Dispatched { method, new: true, id, invocation, action, .. } = role else {
+            continue;
+        };
         let mut items: Vec<String> = method.params.iter().map(|p| p.decl.clone()).collect();
         items.push("OSDispatchMethod supermethod".to_string());
-        let mut stub = wrap_call("", &format!("{} {name}::{}(", method.return_type, method.name), &items, ")");
+        let mut stub =
+            wrap_call("", &format!("{} {name}::{}(", method.return_type, method.name), &items, ")");
         stub.push_str("{\n");
         let values: Vec<String> = method.params.iter().filter_map(|p| p.name.clone()).collect();
         stub.push_str(&wrap_call("    ", &format!("{invocation} a = {{"), &values, "};"));
-        let call = vec!["this".to_string(), "supermethod".to_string(), id.clone(), "&a".to_string()];
+        let call =
+            vec!["this".to_string(), "supermethod".to_string(), id.clone(), "&a".to_string()];
         if method.return_type == "void" {
             stub.push_str(&wrap_call("    ", "OSObjectDispatchInvocation(", &call, ");"));
         } else {

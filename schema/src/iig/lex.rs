@@ -14,7 +14,11 @@ pub enum Tok {
     Literal(String),
     /// `#name rest`: `rest` has its comments removed and is trimmed; its span
     /// is `rest_span`.
-    Directive { name: String, rest: String, rest_span: Span },
+    Directive {
+        name: String,
+        rest: String,
+        rest_span: Span,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

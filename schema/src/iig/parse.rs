@@ -80,8 +80,10 @@ pub struct Param {
 }
 
 /// Identifiers that end a type but are never a parameter's name.
-const TYPE_KEYWORDS: &[&str] =
-    &["void", "bool", "char", "short", "int", "long", "unsigned", "signed", "float", "double", "const"];
+const TYPE_KEYWORDS: &[&str] = &[
+    "void", "bool", "char", "short", "int", "long", "unsigned", "signed", "float", "double",
+    "const",
+];
 
 struct Parser<'a> {
     text: &'a str,
@@ -243,7 +245,10 @@ impl<'a> Parser<'a> {
                     } else {
                         return Err(error(
                             after.span,
-                            format!("expected `;` or `:` after `{keyword} {name}`, found {}", after.describe()),
+                            format!(
+                                "expected `;` or `:` after `{keyword} {name}`, found {}",
+                                after.describe()
+                            ),
                             "unexpected here",
                         ));
                     }
@@ -387,7 +392,10 @@ impl<'a> Parser<'a> {
             if token.is_punct("(") {
                 break;
             }
-            if token.is_punct(";") || token.is_punct("=") || token.is_punct("[") || token.is_punct("{")
+            if token.is_punct(";")
+                || token.is_punct("=")
+                || token.is_punct("[")
+                || token.is_punct("{")
             {
                 let name = head.last().map(|t| self.join(&[t])).unwrap_or_default();
                 return Err(error(
@@ -418,7 +426,11 @@ impl<'a> Parser<'a> {
             return Err(error(start, "a declaration without a name", "expected a method here"));
         };
         let Some(name) = name_token.ident() else {
-            return Err(error(name_token.span, "a method without a name", "expected its name here"));
+            return Err(error(
+                name_token.span,
+                "a method without a name",
+                "expected its name here",
+            ));
         };
         if name == "operator" {
             return Err(error(name_token.span, "an operator overload", "not supported in a .iig"));
@@ -500,7 +512,11 @@ impl<'a> Parser<'a> {
                     }
                     "__attribute__" => self.skip_attribute(token)?,
                     "final" => {
-                        return Err(error(token.span, "`final` on a method", "not supported in a .iig"));
+                        return Err(error(
+                            token.span,
+                            "`final` on a method",
+                            "not supported in a .iig",
+                        ));
                     }
                     other => {
                         return Err(error(
@@ -528,7 +544,11 @@ impl<'a> Parser<'a> {
         let mut depth = 1;
         while depth > 0 {
             let Some(token) = self.peek() else {
-                return Err(error(keyword.span, "unterminated `__attribute__((…))`", "opened here"));
+                return Err(error(
+                    keyword.span,
+                    "unterminated `__attribute__((…))`",
+                    "opened here",
+                ));
             };
             self.pos += 1;
             if token.is_punct("(") {
@@ -618,10 +638,16 @@ impl<'a> Parser<'a> {
                 ));
             }
             if token.is_punct("<") {
-                return Err(error(token.span, "a template type", "dextlink iig does not understand templates"));
+                return Err(error(
+                    token.span,
+                    "a template type",
+                    "dextlink iig does not understand templates",
+                ));
             }
-            if !matches!(&token.tok, Tok::Ident(_) | Tok::Punct("*" | "&" | "::" | "[" | "]") | Tok::Number(_))
-            {
+            if !matches!(
+                &token.tok,
+                Tok::Ident(_) | Tok::Punct("*" | "&" | "::" | "[" | "]") | Tok::Number(_)
+            ) {
                 return Err(error(
                     token.span,
                     format!("unexpected {} in a parameter of `{method}`", token.describe()),
@@ -643,7 +669,9 @@ impl<'a> Parser<'a> {
         }
         let named = end >= 2
             && decl[end - 1].ident().is_some_and(|n| !TYPE_KEYWORDS.contains(&n))
-            && (decl[end - 2].ident().is_some() || decl[end - 2].is_punct("*") || decl[end - 2].is_punct("&"));
+            && (decl[end - 2].ident().is_some()
+                || decl[end - 2].is_punct("*")
+                || decl[end - 2].is_punct("&"));
         let (type_tokens, name) = if named {
             (&decl[..end - 1], decl[end - 1].ident().map(str::to_string))
         } else {
@@ -685,7 +713,9 @@ fn include(rest: &str, span: Span) -> Result<Include, Diagnostic> {
         Some(n) if rest[1 + n + 1..].trim().is_empty() && n > 0 => {
             Ok(Include { path: rest[1..1 + n].to_string(), angled })
         }
-        _ => Err(error(span, format!("`#include {rest}`"), "expected `<path>` or `\"path\"` alone")),
+        _ => {
+            Err(error(span, format!("`#include {rest}`"), "expected `<path>` or `\"path\"` alone"))
+        }
     }
 }
 
