@@ -444,3 +444,27 @@ fn the_generated_cpp_compiles_against_the_runtime() {
         }
     }
 }
+
+#[test]
+fn every_prefix_of_a_valid_file_is_generated_or_refused_without_a_panic() {
+    let path = root().join("examples/fwloader/dext/FwLoaderUserClient.iig");
+    let source = std::fs::read_to_string(&path).unwrap();
+    let mut refused = 0;
+    for end in (0..source.len()).filter(|&i| source.is_char_boundary(i)) {
+        let prefix = &source[..end];
+        match std::panic::catch_unwind(|| iig::generate(&path, prefix)) {
+            Ok(Ok(_)) => {}
+            Ok(Err(diagnostics)) => {
+                refused += 1;
+                let error = &diagnostics.items[0];
+                assert!(error.span.end <= prefix.len(), "span outside the text at {end}");
+                assert!(!diagnostics.render(false).is_empty());
+            }
+            Err(_) => {
+                panic!("dextlink iig panicked on the first {end} bytes of {}", path.display())
+            }
+        }
+    }
+    // A cut inside the class leaves it unclosed: most prefixes are refused.
+    assert!(refused > source.len() / 2, "only {refused} of {} prefixes refused", source.len());
+}
