@@ -18,6 +18,7 @@ pub mod diag;
 pub mod emit;
 mod eval;
 pub mod fingerprint;
+pub mod iig;
 pub mod model;
 pub mod names;
 pub mod stale;

@@ -4,7 +4,7 @@
 //!   0  success
 //!   1  a check failed: a generated file is stale, or `--against` found a breaking change
 //!   2  usage error (bad arguments)
-//!   3  the schema is invalid (diagnostics on stderr)
+//!   3  the schema (or, for `iig`, the .iig file) is invalid (diagnostics on stderr)
 //!   4  a file could not be read or written
 
 use std::io::{IsTerminal, Write};
@@ -30,7 +30,7 @@ const EXIT_IO: u8 = 4;
                   --rust the Rust module `dextlink::interface!` expands to (to read the generated \
                   client; the macro generates the same module itself).\n\n\
                   Exit codes: 0 success, 1 check failed (stale file or breaking change), \
-                  2 usage error, 3 invalid schema, 4 file error."
+                  2 usage error, 3 invalid schema or .iig file, 4 file error."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -93,6 +93,15 @@ enum Command {
     /// compiling the C++ header and dext sources off-device with `-DDEXTLINK_DRIVERKIT_SHIM`.
     Shim {
         /// The include directory to write into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Write what Xcode's iig writes for a dext's `.iig` class declaration, for
+    /// dextlink's DriverKit runtime on Linux: `DIR/<Stem>.h` and `DIR/<Stem>.iig.cpp`.
+    Iig {
+        /// The `.iig` file.
+        iig: PathBuf,
+        /// The directory to write into (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
@@ -241,7 +250,65 @@ fn run(command: Command) -> Result<(), Failure> {
             }
             write_output(&path, cpp::SHIM_HEADER)
         }
+        Command::Iig { iig, out } => run_iig(&iig, &out),
     }
+}
+
+/// `dextlink iig FILE --out DIR`: both files are written aside first and
+/// renamed only when both were written, so a failure leaves neither.
+fn run_iig(iig: &Path, out: &Path) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(iig)
+        .map_err(|e| Failure::io(format!("cannot read {}", iig.display()), e))?;
+    let output = match dextlink_schema::iig::generate(iig, &text) {
+        Ok(output) => output,
+        Err(diagnostics) => {
+            eprint!("{}", diagnostics.render(color()));
+            return Err(Failure {
+                code: EXIT_INVALID_SCHEMA,
+                message: Some(format!(
+                    "error: {} is not a .iig file dextlink iig understands",
+                    iig.display()
+                )),
+            });
+        }
+    };
+    std::fs::create_dir_all(out)
+        .map_err(|e| Failure::io(format!("cannot create {}", out.display()), e))?;
+    let files = [(&output.header_name, &output.header), (&output.source_name, &output.source)];
+    // A name taken by a directory would fail the second rename after the
+    // first one replaced its file: refuse before writing anything.
+    for (name, _) in files {
+        let target = out.join(name);
+        if target.is_dir() {
+            return Err(Failure::io(
+                format!("cannot write {}", target.display()),
+                std::io::Error::new(std::io::ErrorKind::IsADirectory, "it is a directory"),
+            ));
+        }
+    }
+    let mut written: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let remove_all = |written: &[(PathBuf, PathBuf)]| {
+        for (tmp, _) in written {
+            let _ = std::fs::remove_file(tmp);
+        }
+    };
+    for (name, text) in files {
+        let target = out.join(name);
+        let tmp = out.join(format!(".{name}.{}.tmp", std::process::id()));
+        if let Err(e) = std::fs::write(&tmp, text) {
+            let _ = std::fs::remove_file(&tmp);
+            remove_all(&written);
+            return Err(Failure::io(format!("cannot write {}", target.display()), e));
+        }
+        written.push((tmp, target));
+    }
+    for (index, (tmp, target)) in written.iter().enumerate() {
+        if let Err(e) = std::fs::rename(tmp, target) {
+            remove_all(&written[index..]);
+            return Err(Failure::io(format!("cannot write {}", target.display()), e));
+        }
+    }
+    Ok(())
 }
 
 /// Prints every change between two schemas; returns whether any breaks.
