@@ -10,8 +10,10 @@
 //! `DEXTLINK_TEST_HIDE_TOOLS=clang++,rustfmt` makes the listed tools count as
 //! missing, to see what a machine without them gets.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::Command;
+use std::sync::Mutex;
 
 /// The environment variable that names tools to treat as missing.
 pub const HIDE_ENV: &str = "DEXTLINK_TEST_HIDE_TOOLS";
@@ -94,8 +96,13 @@ pub fn skip(what: &str, why: &str) {
     match Policy::from_env().skip_message(what, why) {
         // Straight to the process's stderr, past the test harness's capture:
         // a skip is shown even when the test passes.
+        // Once per test and skip, however often the test asks.
         Ok(note) => {
-            let _ = writeln!(std::io::stderr().lock(), "{note}");
+            static NOTED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+            let first = NOTED.lock().unwrap_or_else(|e| e.into_inner()).insert(note.clone());
+            if first {
+                let _ = writeln!(std::io::stderr().lock(), "{note}");
+            }
         }
         Err(message) => panic!("{message}"),
     }
