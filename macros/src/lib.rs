@@ -80,5 +80,11 @@ fn locate(written: &str) -> Result<PathBuf, String> {
     {
         return Ok(beside);
     }
-    Err(format!("cannot find schema {written:?} in {}", manifest.display()))
+    // Names where it looked without printing the directories themselves:
+    // the span already points at the path, and an absolute directory would
+    // make the message depend on where the crate (or its build) lives.
+    Err(format!(
+        "cannot find schema {written:?}: a relative path is looked up in the crate's \
+         directory (beside its Cargo.toml) and beside the file that invokes `interface!`"
+    ))
 }

@@ -1,8 +1,8 @@
-//! Many clients, one simulated dext (issue 8 §4): connections driven from
-//! several threads each, and in the socket mode also from child processes
-//! (this test binary run again with an environment variable, as
-//! `sim_rules.rs` does), make synchronous calls and async calls whose
-//! completions are interleaved with them.
+//! Many clients, one simulated dext: connections driven from several threads
+//! each, and in the socket mode also from child processes (this test binary
+//! run again for an `#[ignore]`d helper test, `dextlink_tests::child`), make
+//! synchronous calls and async calls whose completions are interleaved with
+//! them.
 //!
 //! Checked in both simulator modes: in process (`Simulator::open`), and a
 //! dext server on a Unix socket (`Simulator::serve_path`, `SocketTransport`),
@@ -30,7 +30,7 @@ use std::fmt;
 use std::io::Read;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 use dextlink::server::Arguments;
 use dextlink::sim::{OpenOptions, ServerProcess, Simulator, SocketTransport, UserClient};
 use dextlink::{IoReturn, Transport};
+use dextlink_tests::{Scratch, child};
 
 dextlink::interface!("tests/concurrent.dextlink");
 
@@ -459,10 +460,10 @@ const ORIGIN_ENV: &str = "DEXTLINK_TEST_CONCURRENT_ORIGIN";
 const CHILD_PLAN: Plan = Plan { connections: 2, threads: 2, calls: 300, window: 8, origin: 0 };
 const CHILDREN: u64 = 3;
 
-fn socket_path() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dextlink-concurrent-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("dext.sock")
+/// A socket path in a fresh directory, removed with the `Scratch` (passed or failed).
+fn socket_path() -> (PathBuf, Scratch) {
+    let dir = Scratch::new("concurrent");
+    (dir.join("dext.sock"), dir)
 }
 
 fn open_socket(path: &Path) -> App {
@@ -471,12 +472,15 @@ fn open_socket(path: &Path) -> App {
     connect(Arc::new(transport))
 }
 
-/// Child-process helper of `many_clients_and_processes_over_a_socket`: runs
-/// `CHILD_PLAN` against the server at `$DEXTLINK_TEST_CONCURRENT_CHILD` and
-/// prints its counts. Run alone, without that variable, it does nothing.
+const CLIENT_HELPER: &str = "concurrent_child_client_when_asked";
+
+/// Child-process helper of the two socket tests: runs `CHILD_PLAN` against
+/// the server at `$DEXTLINK_TEST_CONCURRENT_CHILD` and prints its counts.
 #[test]
+#[ignore = "a child-process helper of the socket tests in this file"]
 fn concurrent_child_client_when_asked() {
-    let Some(path) = std::env::var_os(CHILD_ENV) else { return };
+    child::enter(CLIENT_HELPER);
+    let path = std::env::var_os(CHILD_ENV).expect("DEXTLINK_TEST_CONCURRENT_CHILD: the socket");
     let origin: u64 = std::env::var(ORIGIN_ENV).expect("origin").parse().expect("origin number");
     let plan = Plan { origin, ..CHILD_PLAN };
     let path = PathBuf::from(path);
@@ -513,8 +517,7 @@ impl Children {
     fn spawn(path: &Path, count: u64) -> Children {
         let children = (1..=count)
             .map(|origin| {
-                let mut child = Command::new(std::env::current_exe().unwrap())
-                    .args(["--exact", "concurrent_child_client_when_asked", "--nocapture"])
+                let mut child = child::command(CLIENT_HELPER)
                     .env(CHILD_ENV, path)
                     .env(ORIGIN_ENV, origin.to_string())
                     .stdout(Stdio::piped())
@@ -593,7 +596,7 @@ fn many_clients_and_processes_over_a_socket() {
     const MODE: &str = "socket";
     let plan = Plan { connections: 4, threads: 3, calls: 300, window: 8, origin: 0 };
     let simulator = simulator();
-    let path = socket_path();
+    let (path, _dir) = socket_path();
     {
         let server = simulator.clone();
         let path = path.clone();
@@ -611,21 +614,16 @@ fn many_clients_and_processes_over_a_socket() {
     report(MODE, &totals, &dext, elapsed);
     let connections = plan.connections + CHILDREN * CHILD_PLAN.connections;
     check(MODE, &totals, &dext, connections, planned_calls(&plan, CHILDREN));
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::remove_dir_all(dir);
-    }
 }
 
-const SERVER_ENV: &str = "DEXTLINK_TEST_CONCURRENT_SERVER";
+const SERVER_HELPER: &str = "concurrent_dext_server_when_asked";
 
 /// Child-process helper of `many_clients_against_a_dext_server_process`:
-/// serves the dext where `ServerProcess` says. Run alone, without its
-/// environment variable, it does nothing.
+/// serves the dext where `ServerProcess` says.
 #[test]
+#[ignore = "a child-process helper of many_clients_against_a_dext_server_process"]
 fn concurrent_dext_server_when_asked() {
-    if std::env::var_os(SERVER_ENV).is_none() {
-        return;
-    }
+    child::enter(SERVER_HELPER);
     let path = dextlink::sim::socket_path_from_env().expect("socket path");
     simulator().serve_path(&path).unwrap();
 }
@@ -638,11 +636,8 @@ fn concurrent_dext_server_when_asked() {
 fn many_clients_against_a_dext_server_process() {
     const MODE: &str = "server process";
     let plan = Plan { connections: 4, threads: 3, calls: 300, window: 8, origin: 0 };
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args(["--exact", "concurrent_dext_server_when_asked", "--nocapture"])
-        .env(SERVER_ENV, "1");
-    let server = ServerProcess::spawn(command).expect("start the dext server process");
+    let server =
+        ServerProcess::spawn(child::command(SERVER_HELPER)).expect("start the dext server process");
 
     let (totals, elapsed) = run_socket_clients(MODE, server.socket_path(), plan);
     let calls = totals.sync_calls + totals.async_calls;

@@ -3,14 +3,13 @@
 //! process (a dext server on a Unix socket, in this process or a child one).
 //! The table of rules and tests is in the docs of `dextlink::sim`.
 //!
-//! Two `#[test]`s here are helpers the others run as child processes (a dext
-//! server to kill, a client that dies, a write that must fault); run alone,
-//! without their environment variable, they do nothing.
+//! Three `#[test]`s here are helpers the others run as child processes (a
+//! dext server to kill, a client that dies, a write that must fault). They
+//! are `#[ignore]`d, and run on their own they fail: see `dextlink_tests::child`.
 
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -21,6 +20,7 @@ use dextlink::sim::{
     ClientMemory, OpenOptions, ServerProcess, SharedMemory, Simulator, SocketTransport, UserClient,
 };
 use dextlink::{Error, IoReturn, Transport};
+use dextlink_tests::{Scratch, child};
 
 dextlink::interface!("tests/sim_rules.dextlink");
 
@@ -165,26 +165,28 @@ enum Mode {
 /// A running dext in one mode; `open` connects a new client to it.
 struct Dext {
     simulator: Simulator<RulesDext>,
-    socket: Option<PathBuf>,
+    /// The socket, in a directory removed with the `Dext` (passed or failed).
+    socket: Option<(PathBuf, Scratch)>,
 }
 
-fn scratch_socket(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dextlink-sim-rules-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(format!("{name}.sock"))
+/// A socket path `{name}.sock` in a fresh directory (short: socket paths
+/// are limited to about 100 bytes).
+fn scratch_socket(name: &str) -> (PathBuf, Scratch) {
+    let dir = Scratch::new("rules");
+    (dir.join(format!("{name}.sock")), dir)
 }
 
 fn start(mode: Mode, simulator: Simulator<RulesDext>, name: &str) -> Dext {
     let socket = match mode {
         Mode::InProcess => None,
         Mode::Socket => {
-            let path = scratch_socket(name);
-            let _ = std::fs::remove_file(&path);
+            let (path, dir) = scratch_socket(name);
             let listener = UnixListener::bind(&path).unwrap();
             let server = simulator.clone();
-            // Serves until the test process ends.
+            // Serves until the test process ends (its socket file goes with
+            // the directory).
             thread::spawn(move || server.serve(listener));
-            Some(path)
+            Some((path, dir))
         }
     };
     Dext { simulator, socket }
@@ -194,7 +196,7 @@ impl Dext {
     fn transport(&self, options: &OpenOptions) -> Result<Arc<dyn Transport>, Error> {
         Ok(match &self.socket {
             None => Arc::new(self.simulator.open_with(options)?),
-            Some(path) => Arc::new(SocketTransport::connect(path, options)?),
+            Some((path, _)) => Arc::new(SocketTransport::connect(path, options)?),
         })
     }
 
@@ -372,9 +374,12 @@ fn memory_is_shared_both_ways() {
 #[test]
 fn writing_read_only_memory_faults() {
     for mode in ["InProcess", "Socket"] {
-        let output = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "write_read_only_memory_when_asked", "--nocapture"])
+        // The child dies without cleaning up: its temporary files go in a
+        // directory of ours.
+        let tmp = Scratch::new("rules-tmp");
+        let output = child::command(FAULT_HELPER)
             .env(FAULT_CHILD, mode)
+            .env("TMPDIR", tmp.path())
             .output()
             .unwrap();
         let signal = output.status.signal();
@@ -388,13 +393,20 @@ fn writing_read_only_memory_faults() {
     }
 }
 
+const FAULT_HELPER: &str = "write_read_only_memory_when_asked";
+/// The mode the fault child runs the dext in: `InProcess` or `Socket`.
 const FAULT_CHILD: &str = "DEXTLINK_TEST_FAULT_CHILD";
 
 /// Child-process helper of `writing_read_only_memory_faults`.
 #[test]
+#[ignore = "a child-process helper of writing_read_only_memory_faults"]
 fn write_read_only_memory_when_asked() {
-    let Ok(mode) = std::env::var(FAULT_CHILD) else { return };
-    let mode = if mode == "Socket" { Mode::Socket } else { Mode::InProcess };
+    child::enter(FAULT_HELPER);
+    let mode = match std::env::var(FAULT_CHILD).as_deref() {
+        Ok("Socket") => Mode::Socket,
+        Ok("InProcess") => Mode::InProcess,
+        other => panic!("{FAULT_CHILD} must be InProcess or Socket, not {other:?}"),
+    };
     let dext = start(mode, simulator(), "fault");
     let client = dext.open();
     let status = client.status().unwrap();
@@ -408,22 +420,19 @@ fn write_read_only_memory_when_asked() {
 
 // ----- processes ----------------------------------------------------------------
 
-const SERVER_CHILD: &str = "DEXTLINK_TEST_SERVER_CHILD";
+const SERVER_HELPER: &str = "serve_rules_dext_when_asked";
 
 /// Child-process helper: serves the rules dext where `ServerProcess` says.
 #[test]
+#[ignore = "a child-process helper of the tests that kill or outlive a dext server"]
 fn serve_rules_dext_when_asked() {
-    if std::env::var_os(SERVER_CHILD).is_none() {
-        return;
-    }
+    child::enter(SERVER_HELPER);
     let path = dextlink::sim::socket_path_from_env().expect("socket path");
     simulator().serve_path(&path).unwrap();
 }
 
 fn server_process() -> ServerProcess {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command.args(["--exact", "serve_rules_dext_when_asked", "--nocapture"]).env(SERVER_CHILD, "1");
-    ServerProcess::spawn(command).unwrap()
+    ServerProcess::spawn(child::command(SERVER_HELPER)).unwrap()
 }
 
 fn connect_to(server: &ServerProcess) -> Client {
@@ -451,12 +460,16 @@ fn killing_the_server_disconnects_its_clients() {
     assert_eq!(client.add(1, 1), Err(Error::Disconnected));
 }
 
+const CLIENT_HELPER: &str = "occupy_the_dext_when_asked";
+/// The socket of the server the client child calls.
 const CLIENT_CHILD: &str = "DEXTLINK_TEST_CLIENT_CHILD";
 
 /// Child-process helper: a client that calls into the dext and never returns.
 #[test]
+#[ignore = "a child-process helper of a_client_that_dies_does_not_take_the_server_down"]
 fn occupy_the_dext_when_asked() {
-    let Some(path) = std::env::var_os(CLIENT_CHILD) else { return };
+    child::enter(CLIENT_HELPER);
+    let path = std::env::var_os(CLIENT_CHILD).expect("DEXTLINK_TEST_CLIENT_CHILD: the socket");
     let transport = SocketTransport::connect(path.as_ref(), &OpenOptions::default()).unwrap();
     let client: Client = Rules::connect(Arc::new(transport) as Arc<dyn Transport>).unwrap();
     let _pending = client.later(1).unwrap();
@@ -469,8 +482,7 @@ fn occupy_the_dext_when_asked() {
 #[test]
 fn a_client_that_dies_does_not_take_the_server_down() {
     let server = server_process();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "occupy_the_dext_when_asked", "--nocapture"])
+    let mut child = child::command(CLIENT_HELPER)
         .env(CLIENT_CHILD, server.socket_path())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -509,8 +521,7 @@ fn open_without_entitlement_is_refused() {
 /// Nobody listening: a clear error naming where it looked.
 #[test]
 fn connecting_to_no_server_names_the_socket() {
-    let path = scratch_socket("nobody");
-    let _ = std::fs::remove_file(&path);
+    let (path, _dir) = scratch_socket("nobody");
     let err = SocketTransport::connect(&path, &OpenOptions::default()).unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
     assert!(err.to_string().contains("nobody.sock"), "{err}");

@@ -103,9 +103,9 @@ mod tests {
 
     #[test]
     fn reports_rewrites_and_accepts() {
-        let dir = std::env::temp_dir().join(format!("dextlink-stale-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("out.h");
+        // Removed when dropped, also if an assertion below fails.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.h");
         assert!(matches!(check_file(&path, "a\nb\n", false), Err(StaleError::Missing { .. })));
         std::fs::write(&path, "a\nc\n").unwrap();
         match check_file(&path, "a\nb\n", false) {
@@ -117,6 +117,5 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nc\n", "a check must not write");
         assert_eq!(check_file(&path, "a\nb\n", true).unwrap(), Freshness::Rewritten);
         assert_eq!(check_file(&path, "a\nb\n", false).unwrap(), Freshness::Fresh);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use dextlink_schema::emit::{cpp, rust};
+use dextlink_tests::{Scratch, tools};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -44,13 +45,10 @@ fn macro_module(path: &Path) -> String {
 
 #[test]
 fn generated_modules_are_formatted_as_rustfmt_formats_them() {
-    if Command::new("rustfmt").arg("--version").output().is_err() {
-        eprintln!("note: rustfmt is not installed; skipping the formatting check");
+    if !tools::require("rustfmt", "the formatting check") {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("dextlink-rust-output-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("rust-output");
     // rustfmt's default configuration, whatever a parent directory says.
     std::fs::write(dir.join("rustfmt.toml"), "").unwrap();
     let mut files = Vec::new();
@@ -68,12 +66,11 @@ fn generated_modules_are_formatted_as_rustfmt_formats_them() {
         .unwrap();
     assert!(
         out.status.success(),
-        "rustfmt would reformat the generated modules in {}:\n{}{}",
-        dir.display(),
+        "rustfmt would reformat the generated modules ({}):\n{}{}",
+        dir.keep_hint(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

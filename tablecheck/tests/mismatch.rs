@@ -5,6 +5,7 @@
 
 use dextlink::server::{FieldLayout, InterfaceInfo, MemoryInfo, MethodInfo, StructLayout};
 use dextlink_tablecheck::{Difference, Error, Item, Options, Value, verify, verify_with};
+use dextlink_tests::Scratch;
 
 dextlink::interface!("../examples/null_driver/null_driver.dextlink");
 dextlink::interface!("../examples/fwloader/fwloader.dextlink");
@@ -34,19 +35,20 @@ fn selector(selector: u32, method: Option<&'static str>) -> Item {
 }
 
 /// NullDriver's header with `DataStruct`'s layout asserts removed and its
-/// fields narrowed with `edit`: a header edited by hand that still compiles.
-fn header_with(dir: &str, edit: impl Fn(String) -> String) -> Options {
+/// fields narrowed with `edit`: a header edited by hand that still compiles,
+/// in a scratch directory that lives as long as the first value.
+fn header_with(dir: &str, edit: impl Fn(String) -> String) -> (Scratch, Options) {
     let text: String = null_driver::CPP_HEADER
         .lines()
         .filter(|l| !(l.starts_with("static_assert(") && l.contains("DataStruct")))
         .map(|l| format!("{l}\n"))
         .collect();
-    let path = std::env::temp_dir()
-        .join(format!("dextlink-tablecheck-test-{}-{dir}.h", std::process::id()));
+    let scratch = Scratch::new(&format!("tablecheck-{dir}"));
+    let path = scratch.join("NullDriver.h");
     let edited = edit(text.clone());
     assert_ne!(edited, text, "the edit must change the header");
     std::fs::write(&path, edited).unwrap();
-    Options { header: Some(path), ..Options::default() }
+    (scratch, Options { header: Some(path), ..Options::default() })
 }
 
 #[test]
@@ -184,14 +186,13 @@ fn an_edit_that_keeps_the_asserted_numbers_is_found() {
 /// and every table entry whose check is `sizeof(DataStruct)` differ.
 #[test]
 fn an_edited_header_is_compared_fact_by_fact() {
-    let options = header_with("narrow", |h| {
+    let (_scratch, options) = header_with("narrow", |h| {
         h.replace(
             "    uint64_t foo;\n    uint64_t bar;\n",
             "    uint32_t foo;\n    uint32_t bar;\n",
         )
     });
     let result = verify_with(&null_driver::INTERFACE, &options);
-    let _ = std::fs::remove_file(options.header.as_ref().unwrap());
     let checked = selector(3, Some("checked_struct"));
     let register = selector(4, Some("register_async_callback"));
     let request = selector(5, Some("async_request"));
@@ -214,12 +215,11 @@ fn an_edited_header_is_compared_fact_by_fact() {
 
 #[test]
 fn an_edited_dispatch_entry_is_reported() {
-    let options = header_with("entry", |h| {
+    let (_scratch, options) = header_with("entry", |h| {
         // checked_scalar's entry: the first `16,` is its scalar input count.
         h.replacen("        16,   ", "        15,   ", 1)
     });
     let result = verify_with(&null_driver::INTERFACE, &options);
-    let _ = std::fs::remove_file(options.header.as_ref().unwrap());
     assert_eq!(
         differences(result),
         [number(selector(2, Some("checked_scalar")), "checkScalarInputCount", 15, 16)]

@@ -1,13 +1,20 @@
-//! Helpers shared by the workspace-level tests: paths, schema loading,
-//! golden files, and compiling generated C++ with the system compiler.
+//! Helpers shared by the workspace's tests: paths, schema loading, golden
+//! files, compiling generated C++ with the system compilers, the tools a
+//! test needs ([`tools`]), scratch directories ([`scratch`]) and
+//! child-process helpers ([`child`]).
 
+pub mod child;
 pub mod images;
+pub mod scratch;
+pub mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use dextlink_schema::emit::cpp;
 use dextlink_schema::{Schema, stale};
+
+pub use scratch::Scratch;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -51,21 +58,33 @@ pub fn assert_golden(path: &Path, actual: &str) {
     }
 }
 
-/// The C++ compilers to test with: g++ always, clang++ when installed.
+/// The C++ compilers to test with: g++ always, and clang++, which is skipped
+/// with a note when it is not installed (and fails the test under CI: see
+/// [`tools`]).
+#[track_caller]
 pub fn cxx_compilers() -> Vec<&'static str> {
     let mut compilers = vec!["g++"];
-    if Command::new("clang++").arg("--version").output().is_ok_and(|o| o.status.success()) {
+    if tools::require("clang++", "its clang++ part") {
         compilers.push("clang++");
     }
     compilers
 }
 
-/// A scratch directory unique to this process and `name`.
-pub fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dextlink-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
+/// A fresh scratch directory for `name`, removed when dropped (see [`scratch`]).
+pub fn scratch_dir(name: &str) -> Scratch {
+    Scratch::new(name)
+}
+
+/// The number in the environment variable `name` (decimal, or hex with
+/// `0x`), if it is set; a value that is not a number fails, naming it.
+pub fn env_number(name: &str) -> Option<u64> {
+    let text = std::env::var(name).ok()?;
+    let text = text.trim();
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    Some(parsed.unwrap_or_else(|_| panic!("{name}={text:?} is not a number (decimal or 0x-hex)")))
 }
 
 /// Flags every generated header must compile cleanly with.
@@ -117,14 +136,34 @@ pub const SANITIZERS: &[&str] =
     &["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"];
 
 /// Whether `compiler` can build and run a program with [`SANITIZERS`] here.
+/// If not, the sanitized run is skipped with a note (the caller runs the
+/// program unsanitized), or under CI the test fails: see [`tools`].
+#[track_caller]
 pub fn sanitizers_work(compiler: &str) -> bool {
     let dir = scratch_dir(&format!("sanitizer-probe-{compiler}"));
     let exe = dir.join("probe");
-    let works = compile_cpp(compiler, &dir, "int main() { return 0; }\n", SANITIZERS, Some(&exe))
-        .is_ok()
-        && Command::new(&exe).output().is_ok_and(|o| o.status.success());
-    let _ = std::fs::remove_dir_all(&dir);
-    works
+    let probe = compile_cpp(compiler, &dir, "int main() { return 0; }\n", SANITIZERS, Some(&exe))
+        .and_then(|()| {
+            let run = Command::new(&exe).output().map_err(|e| format!("cannot run it: {e}"))?;
+            if run.status.success() {
+                Ok(())
+            } else {
+                Err(format!("it fails ({}): {}", run.status, String::from_utf8_lossy(&run.stderr)))
+            }
+        });
+    match probe {
+        Ok(()) => true,
+        Err(why) => {
+            tools::skip(
+                &format!("the sanitizers in its {compiler} build (it runs unsanitized)"),
+                &format!(
+                    "a program built with `{compiler} {}` does not work here: {why}",
+                    SANITIZERS.join(" ")
+                ),
+            );
+            false
+        }
+    }
 }
 
 /// Runs a C++ test program built with `compiler` (checks counted with

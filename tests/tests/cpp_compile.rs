@@ -18,7 +18,6 @@ fn every_example_header_compiles_warning_free() {
             compile_cpp(compiler, &dir, &main, &["-std=c++20"], None)
                 .unwrap_or_else(|e| panic!("{name} as C++20: {e}"));
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
@@ -33,7 +32,6 @@ fn headers_of_several_interfaces_coexist_in_one_translation_unit() {
     for compiler in cxx_compilers() {
         compile_cpp(compiler, &dir, &main, &[], None).unwrap();
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -61,7 +59,6 @@ fn layout_asserts_fire_when_a_struct_drifts_from_the_schema() {
         let err = compile_cpp("g++", &dir, "#include \"fw.h\"\n", &[], None)
             .expect_err("a drifted struct must not compile");
         assert!(err.contains(message), "expected {message:?} in:\n{err}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
@@ -80,7 +77,6 @@ fn the_driverkit_shim_passes_its_own_tests() {
             "{compiler}: {stdout}{}",
             String::from_utf8_lossy(&run.stderr)
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
@@ -107,6 +103,5 @@ fn every_example_c_client_header_compiles_as_c11_and_cpp() {
             compile_cpp(compiler, &dir, &format!("#include \"{name}_client.h\"\n"), &[], None)
                 .unwrap_or_else(|e| panic!("{name} client header as C++: {e}"));
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

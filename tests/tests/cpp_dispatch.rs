@@ -30,7 +30,6 @@ fn shapes_header_dispatches_every_method_end_to_end() {
             Ok(()) => failures.extend(run_test_program(compiler, &exe, "shapes-dispatch")),
             Err(e) => failures.push(e),
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -1,5 +1,5 @@
-//! The generated dext header under sanitizers, fed random arguments (issue 8
-//! §3): `tests/cpp/dispatch_fuzz.cpp` sends hostile and well-formed
+//! The generated dext header under sanitizers, fed random arguments:
+//! `tests/cpp/dispatch_fuzz.cpp` sends hostile and well-formed
 //! `IOUserClientMethodArguments` for every method shape of
 //! `tests/schemas/shapes.dextlink` through the shim's `ExternalMethod` path
 //! and checks, against a model of driverkit-facts §2.2 and the schema's
@@ -11,21 +11,26 @@
 //! recovery) and the workspace's strict warnings, with every compiler
 //! available, and must finish with no sanitizer report. With clang, the same
 //! file also builds as a libFuzzer target (`-DDEXTLINK_LIBFUZZER`), which is
-//! run briefly when clang can link libFuzzer here.
+//! run briefly. Without clang++, or when it cannot link libFuzzer, that part
+//! is skipped with a note, and fails under `CI=true` (`dextlink_tests::tools`).
 //!
-//! The seed changes from run to run and is printed; set
+//! The seed changes from run to run (one for both tests) and is printed on
+//! stderr as the tests start, and in any failure; set
 //! `DEXTLINK_FUZZ_SEED` (decimal or 0x-hex) to replay one, and
 //! `DEXTLINK_FUZZ_ITERATIONS` / `DEXTLINK_LIBFUZZER_RUNS` to run longer.
 //! The figures (iterations, outcomes, time) are printed: see them with
 //! `--nocapture`.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use dextlink_tests::{compile_cpp, cpp_header, cxx_compilers, load, root, scratch_dir};
+use dextlink_tests::{
+    compile_cpp, cpp_header, cxx_compilers, env_number, load, root, scratch_dir, tools,
+};
 
 const SANITIZERS: &[&str] =
     &["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g", "-O1"];
@@ -37,22 +42,24 @@ const LIBFUZZER_RUNS: u64 = 200_000;
 /// A run that takes longer than this has hung: it is killed and reported.
 const RUN_LIMIT: Duration = Duration::from_secs(300);
 
-fn env_number(name: &str) -> Option<u64> {
-    let text = std::env::var(name).ok()?;
-    let text = text.trim();
-    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => text.parse(),
-    };
-    Some(parsed.unwrap_or_else(|_| panic!("{name}={text:?} is not a number")))
+/// `DEXTLINK_FUZZ_SEED`, or a fresh seed: one for the whole run, printed by
+/// each test that uses it (and named in its failure) so that it can be
+/// replayed.
+fn seed() -> u64 {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    *SEED.get_or_init(|| {
+        env_number("DEXTLINK_FUZZ_SEED").unwrap_or_else(|| {
+            let nanos =
+                SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+            nanos ^ u64::from(std::process::id()).rotate_left(32)
+        })
+    })
 }
 
-/// `DEXTLINK_FUZZ_SEED`, or a fresh seed for this run.
-fn seed() -> u64 {
-    env_number("DEXTLINK_FUZZ_SEED").unwrap_or_else(|| {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        nanos ^ u64::from(std::process::id()).rotate_left(32)
-    })
+/// Prints `line` (the seed a run uses) past the test harness's capture, so
+/// that it shows even when the run hangs or is killed before it reports.
+fn announce(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// What a finished child process printed.
@@ -139,14 +146,13 @@ fn fuzz_with(
     let report = sanitizer_report(&out.stderr).or_else(|| sanitizer_report(&out.stdout));
     match summary {
         Some(line) if out.status.success() && line.ends_with(" 0 failed") && report.is_none() => {
-            let _ = std::fs::remove_dir_all(&dir);
             Ok(format!("{compiler}: {line} (run {:.2} s)", out.elapsed.as_secs_f64()))
         }
         _ => Err(format!(
             "dispatch_fuzz built with {compiler} failed ({}); replay with DEXTLINK_FUZZ_SEED={seed:#x} \
-             (the binary is kept in {}):\n--- stdout\n{}--- stderr\n{}",
+             (the binary: {}):\n--- stdout\n{}--- stderr\n{}",
             out.status,
-            dir.display(),
+            dir.keep_hint(),
             out.stdout,
             out.stderr
         )),
@@ -164,7 +170,9 @@ fn generated_dispatch_survives_random_arguments_under_sanitizers() {
     let main = format!("#include \"{}\"\n", source.display());
     let seed = seed();
     let iterations = env_number("DEXTLINK_FUZZ_ITERATIONS").unwrap_or(ITERATIONS);
-    println!("dispatch fuzz: seed {seed:#x}, {iterations} iterations per compiler");
+    announce(&format!(
+        "dispatch fuzz: DEXTLINK_FUZZ_SEED={seed:#x}, {iterations} iterations per compiler"
+    ));
 
     // Every compiler runs (side by side) before anything is reported, so that
     // one report shows whether a failure depends on the compiler.
@@ -195,10 +203,8 @@ const LIBFUZZER_PROBE: &str = "#include <stddef.h>\n#include <stdint.h>\n\
 
 #[test]
 fn libfuzzer_entry_point_runs_clean() {
-    if !cxx_compilers().contains(&"clang++") {
-        println!(
-            "note: clang++ is not installed; the libFuzzer variant of dispatch_fuzz is skipped"
-        );
+    const WHAT: &str = "the libFuzzer variant of dispatch_fuzz";
+    if !tools::require("clang++", WHAT) {
         return;
     }
     let dir = scratch_dir("cpp-libfuzzer");
@@ -206,11 +212,7 @@ fn libfuzzer_entry_point_runs_clean() {
     if let Err(e) =
         compile_cpp("clang++", &dir, LIBFUZZER_PROBE, &["-fsanitize=fuzzer"], Some(&probe))
     {
-        println!(
-            "note: clang++ cannot link libFuzzer here; the libFuzzer variant of dispatch_fuzz is \
-             skipped:\n{e}"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
+        tools::skip(WHAT, &format!("clang++ cannot link libFuzzer here:\n{e}"));
         return;
     }
 
@@ -232,8 +234,12 @@ fn libfuzzer_entry_point_runs_clean() {
     compile_cpp("clang++", &dir, &main, &flags, Some(&exe)).unwrap_or_else(|e| panic!("{e}"));
 
     let runs = env_number("DEXTLINK_LIBFUZZER_RUNS").unwrap_or(LIBFUZZER_RUNS);
+    let run_seed = seed();
     // libFuzzer's seed is an unsigned int; 0 would mean "pick one".
-    let seed = seed() % 0xffff_fffe + 1;
+    let seed = run_seed % 0xffff_fffe + 1;
+    announce(&format!(
+        "libFuzzer: DEXTLINK_FUZZ_SEED={run_seed:#x} (libFuzzer -seed={seed}), {runs} runs"
+    ));
     let args = [
         format!("-runs={runs}"),
         format!("-seed={seed}"),
@@ -249,9 +255,10 @@ fn libfuzzer_entry_point_runs_clean() {
         || !done.as_deref().is_some_and(|d| d.starts_with(&expected))
     {
         panic!(
-            "the libFuzzer target failed ({}), seed {seed}; the crashing input is in {}:\n{}",
+            "the libFuzzer target failed ({}); replay with DEXTLINK_FUZZ_SEED={run_seed:#x} \
+             (libFuzzer -seed={seed}); the crashing input: {}:\n{}",
             out.status,
-            dir.display(),
+            dir.keep_hint(),
             out.stderr
         );
     }
@@ -266,5 +273,4 @@ fn libfuzzer_entry_point_runs_clean() {
         done.unwrap_or_default(),
         out.elapsed.as_secs_f64()
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1783,10 +1783,8 @@ fn damaged_examples_never_panic() {
     let mut rng = Rng(0x5eed_d3c7_11ae_0001);
     let mut inputs = Vec::new();
     // `DEXTLINK_FUZZ_ROUNDS=20000` (and `DEXTLINK_FUZZ_SEED`) for a longer local run.
-    let rounds =
-        std::env::var("DEXTLINK_FUZZ_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
-    if let Some(seed) = std::env::var("DEXTLINK_FUZZ_SEED").ok().and_then(|v| v.parse::<u64>().ok())
-    {
+    let rounds = dextlink_tests::env_number("DEXTLINK_FUZZ_ROUNDS").unwrap_or(200) as usize;
+    if let Some(seed) = dextlink_tests::env_number("DEXTLINK_FUZZ_SEED") {
         rng = Rng(seed | 1);
     }
     for (_, text) in EXAMPLES {

@@ -264,7 +264,6 @@ fn random_valid_schemas_compile_with_their_layout_asserts() {
         for compiler in &compilers {
             compile_cpp(compiler, &dir, &main, &[], None).map_err(TestCaseError::fail)?;
         }
-        let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     });
     if let Err(e) = result {

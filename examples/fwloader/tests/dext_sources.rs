@@ -14,8 +14,8 @@
 use std::path::{Path, PathBuf};
 
 use dextlink_tests::{
-    SANITIZERS, compile_cpp, cpp_header, cxx_compilers, load, run_test_program, sanitizers_work,
-    scratch_dir,
+    SANITIZERS, Scratch, compile_cpp, cpp_header, cxx_compilers, load, run_test_program,
+    sanitizers_work, scratch_dir,
 };
 
 fn example_dir() -> &'static Path {
@@ -37,7 +37,7 @@ fn generated_header() -> String {
 }
 
 /// A scratch directory holding the generated header as `FwLoader.h`.
-fn scratch_with_header(name: &str, header: &str) -> PathBuf {
+fn scratch_with_header(name: &str, header: &str) -> Scratch {
     let dir = scratch_dir(name);
     std::fs::write(dir.join("FwLoader.h"), header).expect("write FwLoader.h");
     dir
@@ -95,7 +95,6 @@ fn dext_sources_compile_warning_free_with_every_compiler() {
                 failures.push(format!("{what}: {e}"));
             }
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
@@ -119,7 +118,6 @@ fn dext_sources_follow_the_generated_header() {
             err.contains("CompleteSubmit"),
             "{compiler}: expected an error naming CompleteSubmit, got:\n{err}"
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
@@ -137,9 +135,6 @@ fn user_client_uploads_through_the_generated_dispatch() {
     let mut failures = Vec::new();
     for compiler in cxx_compilers() {
         let sanitize = sanitizers_work(compiler);
-        if !sanitize {
-            eprintln!("{compiler}: sanitizers unavailable, running unsanitized");
-        }
         let dir = scratch_with_header(&format!("fwloader-dispatch-{compiler}"), &header);
         let exe = dir.join("fwloader_dispatch");
         // The user client is its own translation unit, as in the dext.
@@ -152,7 +147,6 @@ fn user_client_uploads_through_the_generated_dispatch() {
             Ok(()) => failures.extend(run_test_program(compiler, &exe, "fwloader-dispatch")),
             Err(e) => failures.push(e),
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

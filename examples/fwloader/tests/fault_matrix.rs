@@ -1,4 +1,4 @@
-//! Fault matrix (issue 8 §1): every fault kind × the first, middle and last
+//! Fault matrix: every fault kind × the first, middle and last
 //! transfer of an upload × several seeds, through the real `fwupload`.
 //!
 //! Each case starts from the same device: a flash file whose active bank holds
@@ -33,8 +33,9 @@
 //!     cargo test --release -p fwloader --test fault_matrix -- --nocapture
 //! ```
 //!
-//! A failing case keeps its directory (flash file, images) and prints the
-//! `fwupload` command that reproduces it. `a_bit_flipped_in_a_slot_header_is_retried`
+//! A failing case prints the `fwupload` command that reproduces it; with
+//! `DEXTLINK_KEEP_SCRATCH=1` its directory (flash file, images) is kept for
+//! that, and otherwise removed like every other. `a_bit_flipped_in_a_slot_header_is_retried`
 //! keeps the case larger runs found once: a bit flipped in a slot header.
 
 use std::collections::VecDeque;
@@ -48,6 +49,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dextlink::sim::flash::{Flash, FlashError, FlashTiming};
+use dextlink_tests::Scratch;
 use fwloader::fw_loader::SLOT_HEADER_SIZE;
 use serde_json::Value;
 
@@ -210,6 +212,8 @@ fn random_bytes(len: usize, stream: u64) -> Vec<u8> {
 
 /// Everything the cases share: the images, the device they start from.
 struct World {
+    /// Removes `dir` when the world goes, whether the test passed or not.
+    scratch: Scratch,
     dir: PathBuf,
     /// The flash every case starts from (OLD active, STALE inactive).
     base_flash: PathBuf,
@@ -290,8 +294,9 @@ fn parse_env(name: &str, default: u64, parse: fn(&str) -> Option<u64>) -> u64 {
 }
 
 fn setup(seeds: u64, size: usize) -> World {
-    let dir = tempfile::Builder::new().prefix("fm").tempdir().expect("a temporary directory");
-    let dir = dir.keep();
+    // A short name: `--sim-process` puts its socket a few levels below.
+    let scratch = Scratch::new("fm");
+    let dir = scratch.to_path_buf();
     let stale = random_bytes(size + 16_000, 0x5747_4C45);
     let old = random_bytes(size * 3 / 4 + 77, 0x4F4C_4400);
     let new: Vec<(Vec<u8>, PathBuf)> = (0..seeds)
@@ -305,6 +310,7 @@ fn setup(seeds: u64, size: usize) -> World {
     let largest = new.iter().map(|(image, _)| image.len()).chain([stale.len(), old.len()]).max();
     let bank_size = (largest.unwrap() as u64).div_ceil(64 * 1024) * 64 * 1024;
     let world = World {
+        scratch,
         base_flash: dir.join("base.flash"),
         dir: dir.clone(),
         old: old.clone(),
@@ -863,11 +869,10 @@ fn fault_matrix() {
     assert!(
         failures.is_empty() && survived == runs && corrupt == 0 && hung == 0,
         "fault-matrix: {runs} runs, {survived} survived, {corrupt} corrupt, {hung} hung; \
-         {} case(s) failed (details above; their directories are kept under {})",
+         {} case(s) failed (details above; their directories: {})",
         failures.len(),
-        world.dir.display()
+        world.scratch.keep_hint()
     );
-    let _ = std::fs::remove_dir_all(&world.dir);
 }
 
 /// The inspection the matrix relies on fails for a half-written image, a
@@ -904,7 +909,6 @@ fn the_inspection_catches_a_half_image_and_a_wrong_crc() {
     // The inactive bank marked valid over bytes that are not its image.
     let error = tamper("other.flash", bank_at(1 - active) + 5, &[0x11]).unwrap_err();
     assert!(error.contains("inactive bank"), "{error}");
-    let _ = std::fs::remove_dir_all(&world.dir);
 }
 
 /// A single bit flipped in transit costs a retry, not the upload, wherever
@@ -925,5 +929,4 @@ fn a_bit_flipped_in_a_slot_header_is_retried() {
     let holds = inspect(&flash, &world.old, new).unwrap();
     assert_eq!(ran.code(), Some(0), "{}", ran.transcript());
     assert_eq!(holds.0, Holds::New);
-    let _ = std::fs::remove_dir_all(&world.dir);
 }

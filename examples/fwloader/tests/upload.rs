@@ -12,13 +12,14 @@ use dextlink::image::{Format, Image};
 use dextlink::sim::flash::{Flash, FlashTiming};
 use dextlink::sim::{OpenOptions, ServerProcess, SocketTransport};
 use dextlink::staging::{Config, Phase, Summary, Upload, UploadError};
+use dextlink_tests::child;
 use dextlink_tests::images::{self, Phdr};
 use fwloader::FwLoader;
 use tempfile::TempDir;
 
-/// Environment variable that turns this test binary into an upload child
-/// (for the client-killed test).
-const CHILD_ENV: &str = "FWLOADER_TEST_CHILD";
+/// The client-killed test's child: an `#[ignore]`d test that this binary
+/// runs in a process of its own (`dextlink_tests::child`).
+const UPLOAD_HELPER: &str = "upload_child";
 
 fn pattern(len: usize, seed: u32) -> Vec<u8> {
     (0..len as u32)
@@ -254,9 +255,6 @@ fn a_cancelled_upload_keeps_the_previous_image_and_a_rerun_resumes() {
 
 #[test]
 fn a_killed_client_leaves_the_old_image_and_the_rerun_resumes() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        return;
-    }
     let rig = Rig::new();
     let old = rig.raw("old.bin", 40_000, 11);
     // Bigger than the device's 2 MiB of RAM: once 3 MB are done, the device
@@ -265,9 +263,7 @@ fn a_killed_client_leaves_the_old_image_and_the_rerun_resumes() {
     let server = server(&rig.flash, &[]);
     upload(&old, server.socket_path()).unwrap();
 
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "upload_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "1")
+    let child = child::command(UPLOAD_HELPER)
         .env("FWLOADER_TEST_IMAGE", &new)
         .env("FWLOADER_TEST_SOCKET", server.socket_path())
         .status()
@@ -284,12 +280,13 @@ fn a_killed_client_leaves_the_old_image_and_the_rerun_resumes() {
 /// The child of the client-killed test: uploads and kills itself once 3 MB
 /// are done.
 #[test]
+#[ignore = "a child-process helper of a_killed_client_leaves_the_old_image_and_the_rerun_resumes"]
 fn upload_child() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        return;
-    }
-    let image = PathBuf::from(std::env::var_os("FWLOADER_TEST_IMAGE").unwrap());
-    let socket = PathBuf::from(std::env::var_os("FWLOADER_TEST_SOCKET").unwrap());
+    child::enter(UPLOAD_HELPER);
+    let image =
+        PathBuf::from(std::env::var_os("FWLOADER_TEST_IMAGE").expect("the image to upload"));
+    let socket =
+        PathBuf::from(std::env::var_os("FWLOADER_TEST_SOCKET").expect("the server's socket"));
     let image = open_image(&image);
     let _ = Upload::new(image).config(config()).run(connect(socket), |p| {
         if p.phase == Phase::Transfer && p.done >= 3_000_000 {

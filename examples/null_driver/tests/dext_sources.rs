@@ -15,8 +15,8 @@
 use std::path::{Path, PathBuf};
 
 use dextlink_tests::{
-    SANITIZERS, compile_cpp, cpp_header, cxx_compilers, load, run_test_program, sanitizers_work,
-    scratch_dir,
+    SANITIZERS, Scratch, compile_cpp, cpp_header, cxx_compilers, load, run_test_program,
+    sanitizers_work, scratch_dir,
 };
 
 fn example_dir() -> &'static Path {
@@ -38,7 +38,7 @@ fn generated_header() -> String {
 }
 
 /// A scratch directory holding the generated header as `NullDriver.h`.
-fn scratch_with_header(name: &str, header: &str) -> PathBuf {
+fn scratch_with_header(name: &str, header: &str) -> Scratch {
     let dir = scratch_dir(name);
     std::fs::write(dir.join("NullDriver.h"), header).expect("write NullDriver.h");
     dir
@@ -91,7 +91,6 @@ fn dext_sources_compile_warning_free_with_every_compiler() {
                 failures.push(format!("{what}: {e}"));
             }
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
@@ -163,7 +162,6 @@ fn sample_table_comparison_fails_when_a_generated_entry_drifts() {
         let dir = scratch_with_header(&format!("null-driver-drift-ok-{compiler}"), &header);
         compile_cpp(compiler, &dir, main, &extra, None)
             .unwrap_or_else(|e| panic!("the generated table no longer matches the sample: {e}"));
-        let _ = std::fs::remove_dir_all(&dir);
 
         for (i, (drifted, message)) in cases.iter().enumerate() {
             assert_ne!(drifted, &header, "case {i} did not change the header");
@@ -175,7 +173,6 @@ fn sample_table_comparison_fails_when_a_generated_entry_drifts() {
                     && (err.contains("static assert") || err.contains("static_assert")),
                 "{compiler}, case {i}: expected a static_assert naming {message:?}, got:\n{err}"
             );
-            let _ = std::fs::remove_dir_all(&dir);
         }
     }
 }
@@ -194,9 +191,6 @@ fn user_client_answers_every_selector_like_the_sample() {
     let mut failures = Vec::new();
     for compiler in cxx_compilers() {
         let sanitize = sanitizers_work(compiler);
-        if !sanitize {
-            eprintln!("{compiler}: sanitizers unavailable, running unsanitized");
-        }
         let dir = scratch_with_header(&format!("null-driver-dispatch-{compiler}"), &header);
         let exe = dir.join("null_driver_dispatch");
         // The user client is its own translation unit, as in the dext.
@@ -209,7 +203,6 @@ fn user_client_answers_every_selector_like_the_sample() {
             Ok(()) => failures.extend(run_test_program(compiler, &exe, "null-driver-dispatch")),
             Err(e) => failures.push(e),
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

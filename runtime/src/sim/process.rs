@@ -18,6 +18,9 @@ pub fn socket_path_from_env() -> Option<PathBuf> {
     std::env::var_os(SOCKET_ENV).map(PathBuf::from)
 }
 
+/// Numbers the socket directories of this process's servers.
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
 /// A dext server child process; killed when dropped.
 #[derive(Debug)]
 pub struct ServerProcess {
@@ -30,7 +33,6 @@ impl ServerProcess {
     /// Starts `command` with [`SOCKET_ENV`] set to a socket in a fresh
     /// directory, and waits (up to 10 s) until it accepts connections.
     pub fn spawn(mut command: Command) -> io::Result<ServerProcess> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "dextlink-sim-{}-{}",
             std::process::id(),
@@ -46,7 +48,14 @@ impl ServerProcess {
         if !named_registry {
             command.env(super::registry::REGISTRY_ENV, dir.join("registry"));
         }
-        let child = command.env(SOCKET_ENV, &socket).spawn()?;
+        let child = match command.env(SOCKET_ENV, &socket).spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                // No `ServerProcess` to remove the directory on drop yet.
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         let mut server = ServerProcess { child, dir, socket };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
@@ -92,5 +101,20 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_that_cannot_start_leaves_no_directory() {
+        let next = NEXT.load(Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("dextlink-sim-{}-{next}", std::process::id()));
+        let missing = Command::new("/nonexistent/dextlink-server");
+        let error = ServerProcess::spawn(missing).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::NotFound, "{error}");
+        assert!(!dir.exists(), "{} was left behind", dir.display());
     }
 }
