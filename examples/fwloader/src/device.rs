@@ -408,6 +408,13 @@ impl Bootloader {
         {
             state = self.shared.wait(state);
         }
+        // The session may have ended (an abort, a lost host) or changed (a
+        // new image) while the transfer waited for room: its bytes belong to
+        // the session they were sent for, which is no longer receiving.
+        if state.record.status() != Status::Receiving || state.record.session != record.session {
+            drop(state);
+            return self.refuse();
+        }
         state.stats.transfers += 1;
         if partial {
             state.stats.partial += 1;

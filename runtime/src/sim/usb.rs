@@ -35,6 +35,7 @@
 //! | §6-4 | `Ok` means the completion will be called, exactly once; an error means never | `bad_lengths_are_bad_argument_and_never_complete`, `queue_beyond_max_in_flight_is_no_resources` |
 //! | §6-4 | the length must be `<= dataBuffer->getLength()` | `bad_lengths_are_bad_argument_and_never_complete` |
 //! | §6-4 | an error other than a timeout halts the pipe; `ClearStall` aborts all pending IO | `stall_fault_halts_until_clear_stall_aborts_the_queued`, `device_stall_halts_the_pipe`, `timeout_fault_does_not_halt` |
+//! | §6-4 | a STALL that ends a transfer being aborted is reported as the stall (the pipe is halted) | `a_stall_during_an_abort_is_reported_as_the_stall_that_halted_the_pipe` |
 //! | §6-1 | a timeout of 0 never times out | `abort_completes_everything_with_the_given_error` |
 //! | §6-3 | `Abort` completes every pending transfer with the error given | `abort_completes_everything_with_the_given_error` |
 //! | §6-7 | a stall completes with `kUSBHostReturnPipeStalled` | `stall_fault_halts_until_clear_stall_aborts_the_queued` |
@@ -1033,15 +1034,22 @@ impl Shared {
         let (status, bytes) = {
             let mut state = lock(&self.state);
             state.on_wire = false;
+            let abort = state.wire_abort.take();
+            state.stats.transfers_completed += 1;
             if status == IoReturn::USB_HOST_PIPE_STALLED {
                 // Any error but a timeout halts a bulk endpoint (§6-4); the
-                // only one a device causes is its STALL.
+                // only one a device causes is its STALL. The STALL ended the
+                // transfer even when an abort came while it was on the wire:
+                // the completion says so, because a dext clears the halt only
+                // when it sees a stall, and a halt reported as an abort would
+                // leave the pipe halted for good (every later transfer waits).
                 state.halted = true;
-            }
-            state.stats.transfers_completed += 1;
-            match state.wire_abort.take() {
-                Some(error) => (error, 0),
-                None => (status, bytes),
+                (status, 0)
+            } else {
+                match abort {
+                    Some(error) => (error, 0),
+                    None => (status, bytes),
+                }
             }
         };
         completion(status, u32::try_from(bytes).unwrap_or(u32::MAX));
@@ -1467,6 +1475,37 @@ mod tests {
         pipe.async_io(&slice(&mem, 0, 16), 16, 0, done(&tx, 3)).unwrap();
         assert_eq!(recv(&rx), (3, IoReturn::SUCCESS, 16));
         assert_eq!(device.got().len(), 1);
+    }
+
+    /// A transfer the device STALLs while an abort is under way completes as
+    /// a stall, not as aborted: the pipe is halted, and only a dext that sees
+    /// the stall clears it. (Reported as aborted, the halt outlived the
+    /// upload that caused it, and every later transfer waited for ever.)
+    #[test]
+    fn a_stall_during_an_abort_is_reported_as_the_stall_that_halted_the_pipe() {
+        let (device, entered, release) = TestDevice::gated();
+        device.stalls.store(1, Ordering::SeqCst);
+        let pipe = pipe("", &device);
+        let mem = memory(1024);
+        let (tx, rx) = mpsc::channel();
+        pipe.async_io(&slice(&mem, 0, 16), 16, 0, done(&tx, 0)).unwrap();
+        pipe.async_io(&slice(&mem, 16, 16), 16, 0, done(&tx, 1)).unwrap();
+        assert_eq!(entered.recv_timeout(Duration::from_secs(20)), Ok(0));
+        // The device is inside `receive` with transfer 0 and will STALL it.
+        pipe.abort(IoReturn::ABORTED);
+        release.send(()).unwrap();
+        let mut completions = [recv(&rx), recv(&rx)];
+        completions.sort_by_key(|(id, ..)| *id);
+        assert_eq!(
+            completions,
+            [(0, IoReturn::USB_HOST_PIPE_STALLED, 0), (1, IoReturn::ABORTED, 0)]
+        );
+        assert!(pipe.is_halted());
+        // The dext clears it, as it does on every stall, and IO flows again.
+        pipe.clear_stall();
+        pipe.async_io(&slice(&mem, 0, 16), 16, 0, done(&tx, 2)).unwrap();
+        release.send(()).unwrap();
+        assert_eq!(recv(&rx), (2, IoReturn::SUCCESS, 16));
     }
 
     #[test]
