@@ -173,6 +173,15 @@ int32_t dextlink_host_usb_interface_create(const dextlink_host_usb_device_ops* o
  */
 void dextlink_host_usb_complete(uint64_t cookie, int32_t status, uint32_t actual, uint64_t timestamp);
 /*
+ * The device of the bulk_out transfer `cookie` went away by itself (the
+ * host's model unplugged it; call it before that transfer's
+ * dextlink_host_usb_complete): as dextlink_host_usb_terminate, the device is
+ * marked gone and the service holding the interface's session is stopped,
+ * on a thread of the runtime's own, since the caller's thread delivers the
+ * completions that Stop's Abort waits for. An unknown cookie is ignored.
+ */
+void dextlink_host_usb_disconnected(uint64_t cookie);
+/*
  * dextlink_host_service_start on a provider made by the host (an
  * IOUSBHostInterface from dextlink_host_usb_interface_create) instead of a
  * stub: the same errors, and Start's (e.g. the dext's Open refused with

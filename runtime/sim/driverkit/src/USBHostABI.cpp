@@ -6,6 +6,7 @@
 #include <USBDriverKit/USBDriverKit.h>
 
 #include <cstring>
+#include <thread>
 
 #include "internal.h"
 #include "usb.h"
@@ -231,4 +232,38 @@ extern "C" int32_t dextlink_host_usb_terminate(dextlink_host_object* s)
     kern_return_t result = kIOReturnSuccess;
     runOnDefaultQueue(service, [&] { result = service->Stop(interface); });
     return result;
+}
+
+void dextlink::usb::deviceGone(IOUSBHostDevice* device)
+{
+    IOUSBHostDevice::Backend* backend = device->GetBackendInternal();
+    IOService* owner = nullptr;
+    {
+        std::lock_guard<std::mutex> guard(backend->lock);
+        if (backend->terminated) {
+            return;
+        }
+        backend->terminated = true;
+        owner = backend->sessionOwner;
+        if (owner != nullptr) {
+            owner->retain();
+        }
+    }
+    if (owner == nullptr) {
+        return;
+    }
+    // Not on the caller's thread: that is the host's transfer thread, and
+    // Stop's Abort waits for the completions it delivers.
+    try {
+        std::thread([owner] {
+            if (owner->IsStarted()) {
+                runOnDefaultQueue(owner, [owner] { owner->Stop(owner->GetProvider()); });
+            }
+            owner->release();
+        }).detach();
+    } catch (...) {
+        dextlink::runtimeError("no thread to stop %s after its device went away",
+                               owner->getMetaClass()->getClassName());
+        owner->release();
+    }
 }

@@ -140,6 +140,7 @@ bool IOUSBHostDevice::init()
 void IOUSBHostDevice::free()
 {
     if (backend_ != nullptr) {
+        OSSafeReleaseNULL(backend_->sessionOwner);
         if (backend_->ops.release != nullptr) {
             backend_->ops.release(backend_->context);
         }

@@ -125,6 +125,9 @@ kern_return_t IOUSBHostInterface::Open_Impl(IOService* forClient, IOOptionBits o
     if (backend->sessionOwner != nullptr) {
         return kIOReturnExclusiveAccess;
     }
+    // The session holds its owner until Close (so a disconnect can still
+    // stop it); a dext closes in Stop.
+    forClient->retain();
     backend->sessionOwner = forClient;
     return kIOReturnSuccess;
 }
@@ -144,6 +147,7 @@ kern_return_t IOUSBHostInterface::Close_Impl(IOService* forClient, IOOptionBits 
         }
         backend->sessionOwner = nullptr;
     }
+    forClient->release();
     // The session's transfers end with it (UNVERIFIED: the safer reading;
     // no completion of a closed session's transfer arrives later).
     std::vector<IOUSBHostPipe*> pipes;
@@ -302,7 +306,7 @@ kern_return_t IOUSBHostInterface::DeviceRequest(uint8_t bmRequestType, uint8_t b
     if (backend->isTerminated()) {
         return kIOReturnNoDevice;
     }
-    const IOService* owner = nullptr;
+    IOService* owner = nullptr;
     {
         std::lock_guard<std::mutex> guard(backend->lock);
         owner = backend->sessionOwner;
@@ -311,7 +315,7 @@ kern_return_t IOUSBHostInterface::DeviceRequest(uint8_t bmRequestType, uint8_t b
     if (owner == nullptr) {
         return kIOReturnNotOpen;
     }
-    return device->DeviceRequest(const_cast<IOService*>(owner), bmRequestType, bRequest, wValue, wIndex, wLength,
+    return device->DeviceRequest(owner, bmRequestType, bRequest, wValue, wIndex, wLength,
                                  dataBuffer, bytesTransferred, completionTimeoutMs);
 }
 

@@ -100,6 +100,32 @@ extern "C" void dextlink_host_usb_complete(uint64_t cookie, int32_t status, uint
     releasePending(transfer);
 }
 
+extern "C" void dextlink_host_usb_disconnected(uint64_t cookie)
+{
+    IOUSBHostDevice* device = nullptr;
+    {
+        std::lock_guard<std::mutex> guard(gPendingLock);
+        auto found = gPending.find(cookie);
+        if (found == gPending.end()) {
+            return;
+        }
+        device = dextlink::usb::deviceOf(found->second.pipe);
+        device->retain();
+    }
+    dextlink::usb::deviceGone(device);
+    device->release();
+}
+
+IOUSBHostDevice* dextlink::usb::deviceOf(const IOUSBHostPipe* pipe)
+{
+    return pipe->GetDeviceInternal();
+}
+
+IOUSBHostDevice* IOUSBHostPipe::GetDeviceInternal() const
+{
+    return state_->device;
+}
+
 void dextlink::usb::waitForPipeIdle(const IOUSBHostPipe* pipe)
 {
     std::unique_lock<std::mutex> guard(gPendingLock);

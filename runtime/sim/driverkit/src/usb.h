@@ -17,8 +17,8 @@ struct IOUSBHostDevice::Backend {
     std::mutex lock;
     // The device went away (dextlink_host_usb_terminate): calls fail with kIOReturnNoDevice.
     bool terminated = false;
-    // Who holds the interface's one session; compared, never dereferenced.
-    const IOService* sessionOwner = nullptr;
+    // Who holds the interface's one session (retained until Close).
+    IOService* sessionOwner = nullptr;
 
     bool isTerminated()
     {
@@ -40,6 +40,12 @@ const IOUSBInterfaceDescriptor* findInterface(const IOUSBConfigurationDescriptor
 // Ends every pending transfer of `pipe` the host still holds (waits until
 // their completions are queued).
 void waitForPipeIdle(const IOUSBHostPipe* pipe);
+// The device went away by itself (the host said so with
+// dextlink_host_usb_disconnected): marks it terminated and stops the
+// session's owner on a thread of its own.
+void deviceGone(IOUSBHostDevice* device);
+// The device a pipe belongs to.
+IOUSBHostDevice* deviceOf(const IOUSBHostPipe* pipe);
 
 }  // namespace usb
 }  // namespace dextlink

@@ -16,11 +16,13 @@
 //! until `ClearStall`; a timeout completes with `kIOReturnTimeout`; a short
 //! transfer completes with fewer bytes; a bit flip changes what the device
 //! receives; a disconnect ends every pending transfer with
-//! `kIOReturnNoDevice` (a host that models the device going away for good
-//! calls [`UsbInterface::disconnect`], which runs the service's `Stop`);
-//! kill-dext runs the pipe's hook ([`BulkOutPipe::set_kill_dext_hook`]),
-//! which a hosting process sets to end itself; kill-client is the upload
-//! tool's.
+//! `kIOReturnNoDevice` and terminates the device: the service holding the
+//! interface's session is stopped (its `Stop` runs) and every later call
+//! fails with `kIOReturnNoDevice` (a host unplugs the device itself with
+//! [`UsbInterface::disconnect`]); kill-dext runs the pipe's hook
+//! ([`BulkOutPipe::set_kill_dext_hook`]), which a hosting process sets to
+//! end itself (without one it acts as a disconnect); kill-client is the
+//! upload tool's.
 
 use std::collections::VecDeque;
 use std::ffi::c_void;
@@ -157,6 +159,7 @@ mod abi {
             interface: *mut *mut HostObject,
         ) -> i32;
         pub fn dextlink_host_usb_complete(cookie: u64, status: i32, actual: u32, timestamp: u64);
+        pub fn dextlink_host_usb_disconnected(cookie: u64);
         pub fn dextlink_host_service_start_on(
             personality: *mut HostObject,
             provider: *mut HostObject,
@@ -240,11 +243,21 @@ impl Adapter {
         let offset = usize::try_from(offset).map_err(|_| IoReturn::BAD_ARGUMENT)?;
         let len = usize::try_from(length).map_err(|_| IoReturn::BAD_ARGUMENT)?;
         let buffer = IoBuffer::new(memory, offset, len).ok_or(IoReturn::BAD_ARGUMENT)?;
+        let weak = pipe.downgrade();
         pipe.async_io(
             &buffer,
             length,
             timeout_ms,
             Box::new(move |status, actual| {
+                // The device went away (a `disconnect` or `kill-dext` fault
+                // without a hook): the runtime terminates it, so the
+                // dext's Stop runs, before this completion is delivered.
+                let unplugged = status == IoReturn::NO_DEVICE
+                    && weak.upgrade().is_some_and(|pipe| !pipe.is_connected());
+                if unplugged {
+                    // SAFETY: a plain call with a number the runtime looks up.
+                    unsafe { abi::dextlink_host_usb_disconnected(cookie) }
+                }
                 // SAFETY: a plain call into the runtime with values; the
                 // cookie is a number the runtime looks up, so a stale one is
                 // ignored there.

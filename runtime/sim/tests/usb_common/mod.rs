@@ -386,6 +386,41 @@ pub fn disconnect_runs_stop_and_later_transfers_fail() {
     session.finish();
 }
 
+pub fn a_disconnect_fault_terminates_the_device_and_stop_runs() {
+    let session = Session::open("disconnect@1");
+    take_log();
+    session.submit(0, 64, 0, 0).expect("AsyncIO");
+    assert_eq!(session.next_completion().status, IoReturn::SUCCESS);
+    session.submit(1, 64, 0, 0).expect("AsyncIO");
+    assert_eq!(session.next_completion().status, IoReturn::NO_DEVICE);
+    // Stop runs on a thread of the runtime's: wait for its last line.
+    let mut log = Vec::new();
+    for _ in 0..2000 {
+        log.extend(take_log());
+        if log.iter().any(|line| line == "UsbTestDriver: Stop") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(log.iter().any(|line| line == "UsbTestDriver: Stop"), "Stop must run: {log:?}");
+    // The device is gone for the dext even after the pipe's model reconnects.
+    session.device.pipe.reconnect();
+    assert_eq!(session.submit(2, 64, 0, 0), Err(IoReturn::NO_DEVICE));
+    session.finish();
+}
+
+pub fn a_bit_flip_changes_one_bit_of_what_arrives() {
+    let session = Session::open("bitflip@0");
+    session.submit(0, 1024, 3, 0).expect("AsyncIO");
+    let completion = session.next_completion();
+    assert_eq!((completion.status, completion.actual), (IoReturn::SUCCESS, 1024));
+    let received = session.device.received();
+    let flipped: u32 =
+        received.iter().zip(pattern(3, 1024)).map(|(a, b)| (a ^ b).count_ones()).sum();
+    assert_eq!((received.len(), flipped), (1024, 1));
+    session.finish();
+}
+
 pub fn bad_arguments_are_refused() {
     let session = Session::open("");
     let expected = [
@@ -473,6 +508,8 @@ pub fn everything() {
     abort_ends_a_transfer_the_device_never_takes();
     a_second_session_is_refused_with_exclusive_access();
     disconnect_runs_stop_and_later_transfers_fail();
+    a_disconnect_fault_terminates_the_device_and_stop_runs();
+    a_bit_flip_changes_one_bit_of_what_arrives();
     bad_arguments_are_refused();
     device_requests_reach_the_control_endpoint();
     synchronous_io_waits_for_its_transfer();
@@ -497,6 +534,8 @@ macro_rules! usb_dext_tests {
             abort_ends_a_transfer_the_device_never_takes
             a_second_session_is_refused_with_exclusive_access
             disconnect_runs_stop_and_later_transfers_fail
+            a_disconnect_fault_terminates_the_device_and_stop_runs
+            a_bit_flip_changes_one_bit_of_what_arrives
             bad_arguments_are_refused
             device_requests_reach_the_control_endpoint
             synchronous_io_waits_for_its_transfer

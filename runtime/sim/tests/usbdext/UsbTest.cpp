@@ -119,7 +119,6 @@ kern_return_t IMPL(UsbTestDriver, Start)
 
 kern_return_t IMPL(UsbTestDriver, Stop)
 {
-    os_log(OS_LOG_DEFAULT, "UsbTestDriver: Stop");
     if (ivars->pipe != nullptr) {
         ivars->pipe->Abort(kIOUSBAbortSynchronous, kIOReturnAborted, this);
     }
@@ -131,6 +130,7 @@ kern_return_t IMPL(UsbTestDriver, Stop)
     for (int i = 0; i < kSlotCount; i++) {
         OSSafeReleaseNULL(ivars->slotActions[i]);
     }
+    os_log(OS_LOG_DEFAULT, "UsbTestDriver: Stop");
     return Stop(provider, SUPERDISPATCH);
 }
 

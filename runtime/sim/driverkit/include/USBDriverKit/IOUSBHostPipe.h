@@ -143,6 +143,10 @@ protected:
 private:
     struct State;
     State* state_;
+
+public:
+    // Runtime use: the device the pipe belongs to (not retained).
+    IOUSBHostDevice* GetDeviceInternal() const;
 };
 
 #endif
