@@ -174,12 +174,15 @@ mod abi {
 /// transfer's buffer anew.
 const MAPPED_BUFFERS: usize = 64;
 
+/// A file's identity: (st_dev, st_ino).
+type FileKey = (u64, u64);
+
 /// The callbacks' context: the device, and the dext's buffers mapped here.
 struct Adapter {
     device: Arc<dyn UsbDevice>,
     /// Mappings of dext memfds, by (st_dev, st_ino): the held file keeps
     /// the inode alive, so a key cannot be reused while it is cached.
-    buffers: Mutex<VecDeque<((u64, u64), Arc<SharedMemory>)>>,
+    buffers: Mutex<VecDeque<(FileKey, Arc<SharedMemory>)>>,
 }
 
 impl Adapter {
