@@ -77,11 +77,24 @@ fn the_contracts_reference_files_are_reproduced() {
 }
 
 #[test]
+fn the_usb_test_dexts_reference_files_are_reproduced() {
+    let dir = root().join("runtime/sim/tests/usbdext");
+    for class in ["UsbTestDriver", "UsbTestClient"] {
+        let iig_name = format!("{class}.iig");
+        let output = generate(&dir.join(&iig_name));
+        assert_matches_reference(&output.header, &dir.join(&output.header_name), &iig_name);
+        assert_matches_reference(&output.source, &dir.join(&output.source_name), &iig_name);
+    }
+}
+
+#[test]
 fn the_runtime_table_matches_the_runtimes_headers() {
     use iig::runtime::{CLASSES, Kind};
     let include = root().join("runtime/sim/driverkit/include/DriverKit");
+    let usb_include = root().join("runtime/sim/driverkit/include/USBDriverKit");
     for class in CLASSES {
         let header = std::fs::read_to_string(include.join(format!("{}.h", class.name)))
+            .or_else(|_| std::fs::read_to_string(usb_include.join(format!("{}.h", class.name))))
             .or_else(|_| std::fs::read_to_string(include.join("OSCollection.h")))
             .unwrap();
         assert!(

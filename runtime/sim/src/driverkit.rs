@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use dextlink::IoReturn;
 
+pub mod usb;
+
 mod ffi {
     use std::ffi::{c_char, c_int, c_void};
 

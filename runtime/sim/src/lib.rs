@@ -12,3 +12,4 @@
 #[cfg(target_os = "linux")]
 pub mod driverkit;
 pub mod rules;
+pub mod usb_match;

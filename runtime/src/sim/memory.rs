@@ -43,6 +43,20 @@ impl SharedMemory {
         Ok(SharedMemory { file, map })
     }
 
+    /// Maps all of an existing shared file read-write: memory another part
+    /// of the simulator allocated (the C++ DriverKit runtime's
+    /// `IOBufferMemoryDescriptor`s are memfds), seen through its own mapping
+    /// of the same pages. Fails for an empty file.
+    pub fn from_file(file: File) -> io::Result<SharedMemory> {
+        let len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "shared file too large"))?;
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "shared memory of 0 bytes"));
+        }
+        let map = MmapOptions::new().len(len).map_raw(&file)?;
+        Ok(SharedMemory { file, map })
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }

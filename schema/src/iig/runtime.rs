@@ -1,5 +1,5 @@
 //! What `dextlink iig` knows about the classes of dextlink's DriverKit runtime
-//! (`runtime/sim/driverkit/include/DriverKit/*.h`): which class declares each
+//! (`runtime/sim/driverkit/include/DriverKit/*.h` and `USBDriverKit/*.h`): which class declares each
 //! method a dext may override, and whether it is a dispatched method (a stub,
 //! an `_Impl`, a case in `_Dispatch`) or a plain C++ virtual. It is the table
 //! of `runtime/sim/driverkit/IIG.md` ("The runtime's headers provide these"),
@@ -120,6 +120,98 @@ pub const CLASSES: &[Class] = &[
     class("OSData", Some("OSContainer"), &[]),
     class("OSNumber", Some("OSContainer"), &[]),
     class("OSString", Some("OSContainer"), &[]),
+    // USBDriverKit (`runtime/sim/driverkit/include/USBDriverKit/*.h`).
+    class(
+        "IOUSBHostDevice",
+        Some("IOService"),
+        &[
+            dispatched(
+                "DeviceRequest",
+                &[
+                    "forClient",
+                    "bmRequestType",
+                    "bRequest",
+                    "wValue",
+                    "wIndex",
+                    "wLength",
+                    "dataBuffer",
+                    "bytesTransferred",
+                    "completionTimeoutMs",
+                ],
+            ),
+            dispatched("GetAddress", &["address"]),
+            dispatched("GetSpeed", &["speed"]),
+            virtual_("CopyDeviceDescriptor", &[]),
+            virtual_("CopyConfigurationDescriptor", &["index"]),
+            virtual_("CopyConfigurationDescriptorWithValue", &["bConfigurationValue"]),
+            virtual_("CopyStringDescriptor", &["index", "languageID"]),
+        ],
+    ),
+    class(
+        "IOUSBHostInterface",
+        Some("IOService"),
+        &[
+            dispatched("Open", &["forClient", "options", "arg"]),
+            dispatched("Close", &["forClient", "options"]),
+            dispatched("CopyPipe", &["address", "pipe"]),
+            dispatched("CopyDevice", &["device"]),
+            virtual_("CopyConfigurationDescriptor", &[]),
+            virtual_("GetInterfaceDescriptor", &["configurationDescriptor"]),
+            virtual_("CopyStringDescriptor", &["index", "languageID"]),
+            virtual_("CreateIOBuffer", &["options", "capacity", "buffer"]),
+            virtual_(
+                "AsyncDeviceRequest",
+                &[
+                    "bmRequestType",
+                    "bRequest",
+                    "wValue",
+                    "wIndex",
+                    "wLength",
+                    "dataBuffer",
+                    "completion",
+                    "completionTimeoutMs",
+                ],
+            ),
+            virtual_(
+                "DeviceRequest",
+                &[
+                    "bmRequestType",
+                    "bRequest",
+                    "wValue",
+                    "wIndex",
+                    "wLength",
+                    "dataBuffer",
+                    "bytesTransferred",
+                    "completionTimeoutMs",
+                ],
+            ),
+            virtual_("AbortDeviceRequests", &["options", "withError"]),
+        ],
+    ),
+    class(
+        "IOUSBHostPipe",
+        Some("OSObject"),
+        &[
+            dispatched("GetSpeed", &["speed"]),
+            dispatched("GetDeviceAddress", &["address"]),
+            dispatched("Abort", &["options", "withError", "forClient"]),
+            dispatched("GetDescriptors", &["descriptors", "type"]),
+            dispatched("ClearStall", &["withRequest"]),
+            dispatched(
+                "AsyncIO",
+                &["dataBuffer", "dataBufferLength", "completion", "completionTimeoutMs"],
+            ),
+            dispatched(
+                "IO",
+                &["dataBuffer", "dataBufferLength", "bytesTransferred", "completionTimeoutMs"],
+            ),
+            Method {
+                name: "CompleteAsyncIO",
+                kind: Kind::Action,
+                params: &["action", "status", "actualByteCount", "completionTimestamp"],
+            },
+        ],
+    ),
 ];
 
 pub fn class_named(name: &str) -> Option<&'static Class> {

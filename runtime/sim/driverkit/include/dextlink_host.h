@@ -111,6 +111,93 @@ int32_t dextlink_host_copy_client_memory(dextlink_host_object* client, uint64_t 
  */
 size_t dextlink_host_leak_report(char* buffer, size_t size);
 
+/*
+ * USB: a simulated device as a USB dext's provider (driverkit-facts §6).
+ *
+ * The host models the device; the runtime calls it through this table. All
+ * callbacks may run on any thread (a dext's queue, mostly) and must not call
+ * back into the runtime for the same interface, except
+ * dextlink_host_usb_complete, which may be called from anywhere, even
+ * before bulk_out returns.
+ */
+typedef struct dextlink_host_usb_device_ops {
+    /*
+     * A control transfer on endpoint 0. bit 7 of bm_request_type set: the
+     * device writes up to w_length bytes into `data`; clear: it reads
+     * w_length bytes from `data`. Sets *actual to the bytes moved. Returns
+     * an IOReturn (a STALL: kUSBHostReturnPipeStalled, 0xe0005000).
+     */
+    int32_t (*control)(void* context, uint8_t bm_request_type, uint8_t b_request, uint16_t w_value,
+                       uint16_t w_index, uint16_t w_length, void* data, uint16_t* actual);
+    /*
+     * Queues a bulk OUT transfer of `length` bytes from `offset` in the
+     * memfd `fd` (borrowed: dup it to keep it) on the endpoint `address`.
+     * kIOReturnSuccess means dextlink_host_usb_complete(cookie, …) will be
+     * called exactly once; an error means it never will be.
+     */
+    int32_t (*bulk_out)(void* context, uint8_t address, int fd, uint64_t offset, uint32_t length,
+                        uint32_t timeout_ms, uint64_t cookie);
+    /* Completes every pending transfer of the endpoint with `with_error`. */
+    int32_t (*abort)(void* context, uint8_t address, int32_t with_error);
+    /*
+     * Completes every pending transfer of the endpoint with kIOReturnAborted,
+     * then clears its halt; `with_request`: the host also sends the device
+     * CLEAR_FEATURE(ENDPOINT_HALT).
+     */
+    int32_t (*clear_stall)(void* context, uint8_t address, int with_request);
+    /* The runtime is done with `context` (the device object was freed). */
+    void (*release)(void* context);
+} dextlink_host_usb_device_ops;
+
+/*
+ * Makes an IOUSBHostInterface (and its IOUSBHostDevice) for the interface
+ * `interface_number` of a device with these descriptors: the 18-byte device
+ * descriptor and the whole configuration descriptor (wTotalLength bytes,
+ * interfaces and endpoints included). The descriptors are copied; `ops` is
+ * copied and `context` is handed to it until ops->release. Errors
+ * (kIOReturnBadArgument): a NULL or short descriptor, a wrong
+ * bDescriptorType, a wTotalLength other than `configuration_length`, no
+ * interface of that number, an endpoint descriptor outside an interface.
+ * On an error ops->release is not called.
+ */
+int32_t dextlink_host_usb_interface_create(const dextlink_host_usb_device_ops* ops, void* context,
+                                           const uint8_t* device_descriptor, size_t device_descriptor_length,
+                                           const uint8_t* configuration, size_t configuration_length,
+                                           uint8_t interface_number, dextlink_host_object** interface);
+/*
+ * The completion of the bulk_out transfer `cookie`: queues the dext's
+ * CompleteAsyncIO action (status, actual, timestamp) on its target's queue,
+ * or wakes a synchronous IO. timestamp 0 means now (mach_absolute_time). A
+ * cookie that is unknown or already completed is ignored, so a late
+ * completion cannot reach freed memory.
+ */
+void dextlink_host_usb_complete(uint64_t cookie, int32_t status, uint32_t actual, uint64_t timestamp);
+/*
+ * The device of the bulk_out transfer `cookie` went away by itself (the
+ * host's model unplugged it; call it before that transfer's
+ * dextlink_host_usb_complete): as dextlink_host_usb_terminate, the device is
+ * marked gone and the service holding the interface's session is stopped,
+ * on a thread of the runtime's own, since the caller's thread delivers the
+ * completions that Stop's Abort waits for. An unknown cookie is ignored.
+ */
+void dextlink_host_usb_disconnected(uint64_t cookie);
+/*
+ * dextlink_host_service_start on a provider made by the host (an
+ * IOUSBHostInterface from dextlink_host_usb_interface_create) instead of a
+ * stub: the same errors, and Start's (e.g. the dext's Open refused with
+ * kIOReturnExclusiveAccess while another session is open).
+ */
+int32_t dextlink_host_service_start_on(dextlink_host_object* personality, dextlink_host_object* provider,
+                                       dextlink_host_object** service);
+/*
+ * The device under `service`'s IOUSBHostInterface went away (unplugged):
+ * every later call on the interface, its device and its pipes fails with
+ * kIOReturnNoDevice, then the service's Stop runs on its queue and this
+ * waits for it. Returns Stop's result; kIOReturnBadArgument if the
+ * service's provider is not an IOUSBHostInterface.
+ */
+int32_t dextlink_host_usb_terminate(dextlink_host_object* service);
+
 #ifdef __cplusplus
 }
 #endif
