@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dextlink::IoReturn;
@@ -87,11 +87,34 @@ impl HostError {
     }
 }
 
-/// One started service.
+/// One started service; `None` once the dext was shut down.
 #[derive(Debug)]
 struct Started {
     personality: Personality,
-    service: Service,
+    service: Mutex<Option<Service>>,
+}
+
+impl Started {
+    fn service(&self) -> std::sync::MutexGuard<'_, Option<Service>> {
+        // Every critical section leaves the slot consistent.
+        self.service.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_registered(&self) -> bool {
+        self.service().as_ref().is_some_and(Service::is_registered)
+    }
+
+    /// Stops and releases the service (once).
+    fn stop(&self) {
+        let Some(service) = self.service().take() else { return };
+        // A service Stop already ran on answers kIOReturnNotReady;
+        // anything else is the dext's own error.
+        if let Err(code) = service.stop()
+            && code != IoReturn::NOT_READY
+        {
+            eprintln!("dextlink-sim: {}::Stop failed: {code}", self.personality.user_class);
+        }
+    }
 }
 
 /// The loaded dext: its services, stopped and released when the last
@@ -118,14 +141,8 @@ static LOADED: AtomicUsize = AtomicUsize::new(0);
 
 impl Drop for Loaded {
     fn drop(&mut self) {
-        for started in self.services.drain(..) {
-            // A service Stop already ran on (or whose Start failed) answers
-            // kIOReturnNotReady; anything else is the dext's own error.
-            if let Err(code) = started.service.stop()
-                && code != IoReturn::NOT_READY
-            {
-                eprintln!("dextlink-sim: {}::Stop failed: {code}", started.personality.user_class);
-            }
+        for started in &self.services {
+            started.stop();
         }
         if LOADED.fetch_sub(1, Ordering::AcqRel) == 1 {
             report_leaks();
@@ -199,7 +216,7 @@ impl CppDext {
             };
             let properties = personality.to_dictionary().map_err(start_failed)?;
             let service = Service::start(&properties).map_err(start_failed)?;
-            loaded.services.push(Started { personality, service });
+            loaded.services.push(Started { personality, service: Mutex::new(Some(service)) });
         }
         Ok(CppDext { loaded: Arc::new(loaded) })
     }
@@ -209,7 +226,7 @@ impl CppDext {
         self.loaded
             .services
             .iter()
-            .filter(|started| started.service.is_registered())
+            .filter(|started| started.is_registered())
             .map(|started| started.personality.user_class.clone())
             .collect()
     }
@@ -226,10 +243,24 @@ impl CppDext {
                 known: self.registered(),
             });
         };
-        if !self.loaded.services[index].service.is_registered() {
+        if !self.loaded.services[index].is_registered() {
             return Err(HostError::NotRegistered { service: name.to_owned() });
         }
         Ok(CppService { loaded: Arc::clone(&self.loaded), index })
+    }
+}
+
+impl CppDext {
+    /// What exit does to a dext (driverkit-facts §9): stops and releases
+    /// every service now, even while handles to it remain (they then fail
+    /// to open with kIOReturnNotAttached), and prints the runtime's leak
+    /// report to stderr if anything is still alive. For a server about to
+    /// exit, whose connection threads still hold the dext.
+    pub fn shut_down(&self) {
+        for started in &self.loaded.services {
+            started.stop();
+        }
+        report_leaks();
     }
 }
 
@@ -247,7 +278,7 @@ impl CppService {
     }
 
     /// Its `IOUserClass`, the name clients find it by.
-    pub fn name(&self) -> &str {
+    pub fn user_class(&self) -> &str {
         &self.started().personality.user_class
     }
 }
@@ -258,7 +289,10 @@ impl sim::Driver for CppService {
     /// `NewUserClient(kind)`; with `UserClientProperties`, the dext's
     /// `Create(this, "UserClientProperties", …)` makes the class it names.
     fn new_user_client(&self, kind: u32) -> Result<CppUserClient, IoReturn> {
-        let client = self.started().service.new_user_client(kind)?;
+        let client = match self.started().service().as_ref() {
+            Some(service) => service.new_user_client(kind)?,
+            None => return Err(IoReturn::NOT_ATTACHED),
+        };
         Ok(CppUserClient {
             client,
             memory: HashMap::new(),

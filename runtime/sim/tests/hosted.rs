@@ -255,7 +255,8 @@ fn a_service_that_never_registered_is_not_found() {
     assert!(message.contains("no service \"Nope\""), "{message}");
 }
 
-/// `dextlink-sim serve` on a private registry, killed on drop.
+/// `dextlink-sim serve` on a private registry, killed on drop; its stderr
+/// goes to a file in the registry's scratch directory.
 struct Served {
     child: Child,
     registry: tempfile::TempDir,
@@ -263,24 +264,49 @@ struct Served {
 
 impl Served {
     fn start(library: &Path, plist: &Path) -> Served {
+        Served::start_with(library, plist, &[])
+    }
+
+    fn start_with(library: &Path, plist: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Served {
         let registry = scratch();
-        let child = Command::new(SERVER)
+        let stderr = std::fs::File::create(registry.path().join("stderr")).expect("stderr file");
+        let mut command = Command::new(SERVER);
+        command
             .args(["serve", "--exit-with-parent", "--dext"])
             .arg(library)
             .arg("--plist")
             .arg(plist)
-            .env(sim::registry::REGISTRY_ENV, registry.path())
+            .env(sim::registry::REGISTRY_ENV, registry.path().join("registry"))
             .env_remove(sim::SOCKET_ENV)
             .stdout(Stdio::null())
-            .spawn()
-            .expect("start dextlink-sim serve");
+            .stderr(stderr);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("start dextlink-sim serve");
         let served = Served { child, registry };
         served.wait_listed();
         served
     }
 
+    /// SIGTERM, then its exit code and everything it wrote to stderr.
+    fn terminate(mut self) -> (Option<i32>, String) {
+        // SAFETY: kill takes a pid and a signal number; the child is ours
+        // and not yet reaped, so the pid names it.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.exit()
+    }
+
+    /// Waits for it to exit: its exit code and stderr.
+    fn exit(&mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().expect("wait for dextlink-sim serve");
+        let stderr =
+            std::fs::read_to_string(self.registry.path().join("stderr")).unwrap_or_default();
+        (status.code(), stderr)
+    }
+
     fn registry(&self) -> Registry {
-        Registry::at(self.registry.path())
+        Registry::at(self.registry.path().join("registry"))
     }
 
     fn wait_listed(&self) {
@@ -342,6 +368,79 @@ fn a_crash_in_the_dext_disconnects_its_clients_and_a_restart_serves_again() {
     drop(served);
     let restarted = Served::start(library, &plist);
     assert_eq!(call_scalars(&restarted.open(), 0, &[5], 1).unwrap(), vec![6]);
+}
+
+#[test]
+fn the_server_stops_the_dext_on_sigterm_and_reports_its_leaks() {
+    let Some(library) = dext() else { return };
+    let dir = scratch();
+    let plist = write_plist(dir.path(), "Info.plist", &plist_text(""));
+    let clean = Served::start(library, &plist);
+    checks(&clean.open());
+    let (code, stderr) = clean.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("leaked"), "a clean run leaks nothing:\n{stderr}");
+
+    let leaky = Served::start(library, &plist);
+    call_scalars(&leaky.open(), 10, &[], 0).expect("plant a leak");
+    let (code, stderr) = leaky.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("the dext leaked")
+            && stderr.contains("OSString: 1 live object")
+            && stderr.contains("IOMalloc: 1 block (24 bytes) not freed"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_served_dext_under_sanitizers_reports_nothing_and_a_planted_bug_names_its_line() {
+    if !common::compiler_available("clang++") || !common::compiler_available("clang") {
+        return;
+    }
+    let library = common::build_dext(
+        "clang++",
+        &[
+            "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=all",
+            "-fno-omit-frame-pointer",
+            "-g",
+        ],
+        "hosted-dext-asan",
+    );
+    let runtime = common::clang_asan_runtime();
+    let env: [(&str, &std::ffi::OsStr); 3] = [
+        ("LD_PRELOAD", runtime.as_os_str()),
+        ("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0".as_ref()),
+        ("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1".as_ref()),
+    ];
+    let dir = scratch();
+    let plist = write_plist(dir.path(), "Info.plist", &plist_text(""));
+
+    let clean = Served::start_with(&library, &plist, &env);
+    checks(&clean.open());
+    let (code, stderr) = clean.terminate();
+    assert!(
+        code == Some(0)
+            && !stderr.contains("Sanitizer")
+            && !stderr.contains("runtime error")
+            && !stderr.contains("leaked"),
+        "the clean run must report nothing (exit {code:?}):\n{stderr}"
+    );
+
+    let mut bad = Served::start_with(&library, &plist, &env);
+    let error = call_scalars(&bad.open(), 11, &[], 1).unwrap_err();
+    assert_eq!(error, CallError::Transport(Error::Disconnected));
+    let (code, stderr) = bad.exit();
+    assert_ne!(code, Some(0), "a use after free must end the server:\n{stderr}");
+    let names_line = stderr
+        .split("TestUserClient.cpp:")
+        .skip(1)
+        .any(|rest| rest.chars().next().is_some_and(|c| c.is_ascii_digit()));
+    assert!(
+        stderr.contains("heap-use-after-free") && names_line,
+        "the report must name the bug and its source line:\n{stderr}"
+    );
 }
 
 /// Runs `dextlink-sim serve` on bad input: its exit status and stderr.

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 const EXIT_HELP: &str = "\
 Exit status:
-  0  ok (with serve: the server was stopped by a signal or its clients' parent)
+  0  ok (serve: stopped by SIGTERM or SIGINT, after stopping the dext's services)
   1  the dext failed to start (its Start returned an error, shown)
   2  usage error
   3  bad input file: a library that is not a dext, a plist without personalities,
@@ -112,6 +112,40 @@ mod serve {
     use dextlink::sim::{Simulator, registry::Registry, socket_path_from_env};
     use dextlink_sim::CppDext;
 
+    /// Blocks SIGTERM and SIGINT in this thread, and so in every thread
+    /// started from now on (the dext's queue threads too): only the thread
+    /// [`on_termination`] starts takes them.
+    fn block_termination() -> std::io::Result<libc::sigset_t> {
+        // SAFETY: a sigset_t is plain data that sigemptyset initialises;
+        // pthread_sigmask only reads it.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            let code = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            if code != 0 {
+                return Err(std::io::Error::from_raw_os_error(code));
+            }
+            Ok(set)
+        }
+    }
+
+    /// Runs `then` on a thread that waits for a signal of `set`.
+    fn on_termination(
+        set: libc::sigset_t,
+        then: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<()> {
+        std::thread::Builder::new().name("termination".into()).spawn(move || {
+            let mut signal = 0;
+            // SAFETY: `set` is an initialised signal set; sigwait writes
+            // the signal number into `signal`.
+            while unsafe { libc::sigwait(&set, &mut signal) } != 0 {}
+            then();
+        })?;
+        Ok(())
+    }
+
     pub fn run(
         dext: &Path,
         plist: &Path,
@@ -123,6 +157,16 @@ mod serve {
             // touches no memory of ours.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
         }
+        // SIGTERM and SIGINT end the server as exit ends a dext: its
+        // services stop, and the leak report (and, under a sanitizer, its
+        // exit-time leak check) runs.
+        let termination = match block_termination() {
+            Ok(set) => set,
+            Err(error) => {
+                eprintln!("dextlink-sim: cannot block SIGTERM: {error}");
+                return ExitCode::from(4);
+            }
+        };
         let loaded = match CppDext::load(dext, plist) {
             Ok(loaded) => loaded,
             Err(error) => {
@@ -130,6 +174,14 @@ mod serve {
                 return ExitCode::from(if error.is_start_failure() { 1 } else { 3 });
             }
         };
+        let loaded_for_exit = loaded.clone();
+        if let Err(error) = on_termination(termination, move || {
+            loaded_for_exit.shut_down();
+            std::process::exit(0)
+        }) {
+            eprintln!("dextlink-sim: cannot wait for SIGTERM: {error}");
+            return ExitCode::from(4);
+        }
         let services = loaded.registered();
         if services.is_empty() {
             eprintln!(

@@ -472,8 +472,10 @@ kern_return_t IMPL(TestUserClient, Stop)
     if (ivars->timer != nullptr) {
         ivars->timer->Cancel(nullptr);
     }
-    // The action refers to this object: release it here, not in free().
+    // The actions refer to this object: release them here, not in free()
+    // (a ticks call still running when the client closes holds one too).
     OSSafeReleaseNULL(ivars->timerAction);
+    OSSafeReleaseNULL(ivars->ticksCompletion);
     return Stop(provider, SUPERDISPATCH);
 }
 
