@@ -195,11 +195,20 @@ impl Library {
         if let Some(found) = not_a_shared_library(&header[..filled]) {
             return Err(LoadError::NotASharedLibrary { path: path.to_owned(), found });
         }
-        let c_path =
-            CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| LoadError::Dlopen {
-                path: path.to_owned(),
-                message: "the path contains a NUL byte".into(),
-            })?;
+        // dlopen searches the library path for a name without a slash;
+        // a dext named on a command line is a file here.
+        let bytes = path.as_os_str().as_encoded_bytes();
+        let file_here;
+        let bytes = if bytes.contains(&b'/') {
+            bytes
+        } else {
+            file_here = [b"./", bytes].concat();
+            &file_here[..]
+        };
+        let c_path = CString::new(bytes).map_err(|_| LoadError::Dlopen {
+            path: path.to_owned(),
+            message: "the path contains a NUL byte".into(),
+        })?;
         // SAFETY: c_path is a NUL-terminated string; loading runs the dext's
         // static constructors, which register its classes with this
         // process's runtime (what a dext's image does on a Mac too).

@@ -106,10 +106,13 @@ mod serve {
 
 #[cfg(target_os = "linux")]
 mod serve {
+    use std::os::unix::net::UnixListener;
     use std::path::{Path, PathBuf};
     use std::process::ExitCode;
+    use std::sync::{Arc, Mutex};
 
-    use dextlink::sim::{Simulator, registry::Registry, socket_path_from_env};
+    use dextlink::sim::registry::{Registration, Registry};
+    use dextlink::sim::{Simulator, socket_path_from_env};
     use dextlink_sim::CppDext;
 
     /// Blocks SIGTERM and SIGINT in this thread, and so in every thread
@@ -174,14 +177,6 @@ mod serve {
                 return ExitCode::from(if error.is_start_failure() { 1 } else { 3 });
             }
         };
-        let loaded_for_exit = loaded.clone();
-        if let Err(error) = on_termination(termination, move || {
-            loaded_for_exit.shut_down();
-            std::process::exit(0)
-        }) {
-            eprintln!("dextlink-sim: cannot wait for SIGTERM: {error}");
-            return ExitCode::from(4);
-        }
         let services = loaded.registered();
         if services.is_empty() {
             eprintln!(
@@ -201,6 +196,23 @@ mod serve {
                 services.join(", ")
             );
             return ExitCode::from(2);
+        }
+        // What exit removes: the registry entries and the sockets.
+        let listed: Arc<Mutex<Vec<(Registration, PathBuf)>>> = Arc::default();
+        let exit_dext = loaded.clone();
+        let exit_listed = Arc::clone(&listed);
+        if let Err(error) = on_termination(termination, move || {
+            exit_dext.shut_down();
+            for (registration, socket) in
+                exit_listed.lock().unwrap_or_else(|e| e.into_inner()).drain(..)
+            {
+                drop(registration);
+                let _ = std::fs::remove_file(socket);
+            }
+            std::process::exit(0)
+        }) {
+            eprintln!("dextlink-sim: cannot wait for SIGTERM: {error}");
+            return ExitCode::from(4);
         }
         let registry = Registry::from_env();
         let mut servers = Vec::new();
@@ -225,11 +237,33 @@ mod serve {
                     return ExitCode::from(1);
                 }
             };
+            // What Simulator::serve_path does, keeping the entry for exit.
+            let _ = std::fs::remove_file(&path);
+            let listener = match UnixListener::bind(&path) {
+                Ok(listener) => listener,
+                Err(error) => {
+                    eprintln!("dextlink-sim: cannot listen on {}: {error}", path.display());
+                    return ExitCode::from(4);
+                }
+            };
+            match registry.register(&name, &path) {
+                Ok(registration) => listed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((registration, path.clone())),
+                Err(error) => {
+                    eprintln!(
+                        "dextlink-sim: cannot list {name} in the registry {}: {error}",
+                        registry.directory().display()
+                    );
+                    return ExitCode::from(4);
+                }
+            }
             let simulator = Simulator::new(&name, service);
             println!("serving {name} on {}", path.display());
             let thread = std::thread::Builder::new()
                 .name(format!("serve {name}"))
-                .spawn(move || (simulator.serve_path(&path), path));
+                .spawn(move || (simulator.serve(listener), path));
             match thread {
                 Ok(thread) => servers.push(thread),
                 Err(error) => {
