@@ -262,3 +262,58 @@ fn killing_the_server_disconnects_its_clients() {
     assert_eq!(pending.wait_timeout(Duration::from_secs(5)), Err(Error::Disconnected));
     assert_eq!(client.add(1, 1), Err(Error::Disconnected));
 }
+
+const FAULT_CHILD: &str = "DEXTLINK_TEST_CPP_FAULT_CHILD";
+
+/// §5.1, §9-6: the C++ dext's read-only type is mapped read-only in the
+/// client exactly because it set kIOUserClientMemoryReadOnly: a write there
+/// faults. The write runs in a child process, which must die of SIGSEGV (or
+/// SIGBUS), in both modes.
+#[test]
+fn writing_read_only_memory_faults() {
+    use std::os::unix::process::ExitStatusExt;
+    if built().is_none() {
+        return;
+    }
+    for mode in ["in-process", "served"] {
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "write_read_only_memory_child", "--nocapture"])
+            .env(FAULT_CHILD, mode)
+            .output()
+            .unwrap();
+        assert!(
+            matches!(output.status.signal(), Some(libc::SIGSEGV) | Some(libc::SIGBUS)),
+            "{mode}: the child should have faulted, got {:?}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(String::from_utf8_lossy(&output.stdout).contains("about to write"), "{mode}");
+    }
+}
+
+/// Child-process helper of `writing_read_only_memory_faults`; fails when run
+/// without it.
+#[test]
+#[ignore = "a child process of writing_read_only_memory_faults"]
+fn write_read_only_memory_child() {
+    let mode = std::env::var(FAULT_CHILD)
+        .expect("a child-process helper: run writing_read_only_memory_faults instead");
+    let (library, plist) = built().expect("the rules dext");
+    let dext: Box<dyn checks::Dext> = if mode == "served" {
+        Box::new(Served::start(library, plist))
+    } else {
+        let dext = CppDext::load(library, plist).unwrap_or_else(|e| panic!("{e}"));
+        let service = dext.service(SERVICE).unwrap_or_else(|e| panic!("{e}"));
+        Box::new(InProcess { simulator: Simulator::new(SERVICE, service), _dext: dext })
+    };
+    let client = dext.open();
+    let status = client.status().unwrap();
+    // The writable type is writable: this write must not fault.
+    client.ring().unwrap().as_mut_slice()[0] = 1;
+    let address = status.as_slice().as_ptr().cast_mut();
+    println!("about to write");
+    // SAFETY: none — this write is meant to fault: the page is mapped
+    // PROT_READ, and the parent test checks that the process dies of it.
+    unsafe { address.write_volatile(1) };
+    println!("the write did not fault");
+}
