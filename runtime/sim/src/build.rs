@@ -86,6 +86,11 @@ impl Dext {
         let out_dir = std::env::var_os("OUT_DIR")
             .map(PathBuf::from)
             .ok_or("OUT_DIR is not set: call this from a build script")?;
+        self.compile_into(&out_dir)
+    }
+
+    /// [`compile`](Dext::compile) into `out_dir`.
+    pub fn compile_into(&self, out_dir: &Path) -> Result<PathBuf, String> {
         if self.files.is_empty() {
             return Err(format!("dext {}: no source files given", self.name));
         }
@@ -131,4 +136,31 @@ pub fn emit_env(name: &str, library: &Path) {
         .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
         .collect();
     println!("cargo:rustc-env=DEXTLINK_DEXT_{key}={}", library.display());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_test_dext_compiles_into_a_shared_library() {
+        let dir = std::env::temp_dir().join(format!("dextlink-build-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dext");
+        let mut dext = Dext::new("test_dext").compiler("g++").flag("-Wall");
+        for file in
+            ["TestDriver.cpp", "TestDriver.iig.cpp", "TestUserClient.cpp", "TestUserClient.iig.cpp"]
+        {
+            dext = dext.file(sources.join(file));
+        }
+        let result = dext.compile_into(&dir);
+        let header = result.as_ref().ok().and_then(|path| std::fs::read(path).ok());
+        let _ = std::fs::remove_dir_all(&dir);
+        let header = header.unwrap_or_else(|| panic!("{result:?}"));
+        // ELF, ET_DYN: a shared object.
+        assert_eq!(&header[..4], b"\x7fELF");
+        assert_eq!(u16::from_le_bytes([header[16], header[17]]), 3);
+        let error = Dext::new("none").compile_into(Path::new("/nonexistent")).unwrap_err();
+        assert_eq!(error, "dext none: no source files given");
+    }
 }
