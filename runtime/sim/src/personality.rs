@@ -232,6 +232,7 @@ fn check_convertible(
 
 /// An integer as the runtime's 64-bit OSNumber holds it: a negative one in
 /// two's complement, as OSNumber stores a signed value.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn integer_bits(integer: plist::Integer) -> u64 {
     integer.as_unsigned().unwrap_or_else(|| integer.as_signed().unwrap_or(0) as u64)
 }

@@ -317,3 +317,48 @@ fn write_read_only_memory_child() {
     unsafe { address.write_volatile(1) };
     println!("the write did not fault");
 }
+
+const CLIENT_CHILD: &str = "DEXTLINK_TEST_CPP_CLIENT_CHILD";
+
+/// A client that dies (SIGKILL, mid-call, with a completion outstanding)
+/// does not take the C++ dext's server down.
+#[test]
+fn a_client_that_dies_does_not_take_the_server_down() {
+    let Some((library, plist)) = built() else { return };
+    let served = Served::start(library, plist);
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "occupy_the_dext_child", "--nocapture"])
+        .env(CLIENT_CHILD, served.registry.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The test harness prints its own lines first.
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let connected = std::io::BufRead::lines(stdout).map_while(Result::ok).any(|l| l == "connected");
+    assert!(connected, "the child client never connected");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let client = checks::Dext::open(&served);
+    assert_eq!(client.add(20, 22).unwrap(), 42);
+    // The dead client's held completion goes nowhere; ours arrives.
+    let mine = client.later(3).unwrap();
+    assert_eq!(client.release().unwrap(), 2);
+    assert_eq!(mine.wait().unwrap(), 3);
+}
+
+/// Child-process helper of `a_client_that_dies_does_not_take_the_server_down`:
+/// a client that calls into the dext and never returns; fails when run
+/// without it.
+#[test]
+#[ignore = "a child process of a_client_that_dies_does_not_take_the_server_down"]
+fn occupy_the_dext_child() {
+    let registry = std::env::var_os(CLIENT_CHILD)
+        .expect("a child-process helper: run a_client_that_dies_does_not_take_the_server_down");
+    let transport = Registry::at(PathBuf::from(registry))
+        .open(SERVICE, &OpenOptions::default())
+        .expect("open RulesDriver by name");
+    let client = connect(Arc::new(transport));
+    let _pending = client.later(1).unwrap();
+    println!("connected");
+    let _ = client.occupy(5000, 8);
+}

@@ -49,7 +49,9 @@
 //! `runtime/tests/shared/sim_rules_checks.rs`, and run, with the same
 //! expected results, against the rules dext compiled from C++ and hosted by
 //! dextlink-sim, in process and through `dextlink-sim serve`:
-//! `runtime/sim/tests/cpp_rules.rs`, which also kills a C++ server mid-call.)
+//! `runtime/sim/tests/cpp_rules.rs`, which also runs the read-only fault,
+//! the killed server and the client that dies against it. The entitlement
+//! gate is the kernel's, not the dext's, and is not repeated there.)
 
 pub mod flash;
 mod host;
