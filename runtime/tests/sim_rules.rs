@@ -24,6 +24,10 @@ use dextlink_tests::{Scratch, child};
 
 dextlink::interface!("tests/sim_rules.dextlink");
 
+// The rule tests' bodies, shared with the C++ rules dext's tests in dextlink-sim.
+#[path = "shared/sim_rules_checks.rs"]
+mod checks;
+
 use rules::{Pair, Rules};
 
 // ----- the dext ----------------------------------------------------------------
@@ -205,6 +209,12 @@ impl Dext {
     }
 }
 
+impl checks::Dext for Dext {
+    fn open(&self) -> Client {
+        Dext::open(self)
+    }
+}
+
 /// Runs `test` against a fresh dext in each mode.
 fn each_mode(name: &str, test: impl Fn(Mode, Dext)) {
     for mode in [Mode::InProcess, Mode::Socket] {
@@ -217,12 +227,7 @@ fn each_mode(name: &str, test: impl Fn(Mode, Dext)) {
 #[test]
 fn typed_calls_round_trip_in_both_modes() {
     each_mode("roundtrip", |mode, dext| {
-        let client = dext.open();
-        assert_eq!(client.add(40, 2).unwrap(), 42, "{mode:?}");
-        assert_eq!(client.swap(&Pair { a: 1, b: 2 }).unwrap(), Pair { a: 2, b: 1 }, "{mode:?}");
-        // A dext error comes back as the method's error, outputs untouched.
-        let err = client.add(u64::MAX, 1).unwrap_err();
-        assert_eq!(err, Error::Dext { method: "add", selector: 0, code: IoReturn::OVERRUN });
+        checks::typed_calls_round_trip(&format!("{mode:?}"), &dext)
     });
 }
 
@@ -230,13 +235,7 @@ fn typed_calls_round_trip_in_both_modes() {
 #[test]
 fn large_input_arrives_as_a_descriptor() {
     each_mode("descriptor", |mode, dext| {
-        let client = dext.open();
-        for (len, descriptor) in [(1, false), (4096, false), (4097, true), (65536, true)] {
-            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            let expected: u64 = data.iter().map(|&b| u64::from(b)).sum();
-            let out = client.sum(&data).unwrap();
-            assert_eq!((out.sum, out.descriptor), (expected, descriptor), "{mode:?}, {len} bytes");
-        }
+        checks::large_input_arrives_as_a_descriptor(&format!("{mode:?}"), &dext)
     });
 }
 
@@ -245,21 +244,7 @@ fn large_input_arrives_as_a_descriptor() {
 #[test]
 fn count_and_size_checks_refuse_wrong_shapes_in_both_modes() {
     each_mode("checks", |mode, dext| {
-        let client = dext.open();
-        let transport = client.transport();
-        let mut out = [0u64; 1];
-        let status = transport
-            .call(dextlink::Call {
-                selector: 0,
-                scalar_input: &[1, 2, 3],
-                struct_input: &[],
-                scalar_output: &mut out,
-                struct_output: dextlink::StructOutput::None,
-                completion: None,
-            })
-            .unwrap_err();
-        assert_eq!(status, dextlink::CallError::Status(IoReturn::BAD_ARGUMENT), "{mode:?}");
-        assert_eq!(out, [0], "{mode:?}: outputs stay as they were on error");
+        checks::count_and_size_checks_refuse_wrong_shapes(&format!("{mode:?}"), &dext)
     });
 }
 
@@ -269,12 +254,7 @@ fn count_and_size_checks_refuse_wrong_shapes_in_both_modes() {
 #[test]
 fn completions_arrive_in_any_order() {
     each_mode("order", |mode, dext| {
-        let client = dext.open();
-        let pending: Vec<_> = (1..=5).map(|tag| client.later(tag * 11).unwrap()).collect();
-        assert_eq!(client.release().unwrap(), 5, "{mode:?}");
-        for (tag, pending) in (1..=5).zip(pending) {
-            assert_eq!(pending.wait().unwrap(), tag * 11, "{mode:?}");
-        }
+        checks::completions_arrive_in_any_order(&format!("{mode:?}"), &dext)
     });
 }
 
@@ -283,11 +263,7 @@ fn completions_arrive_in_any_order() {
 #[test]
 fn seventeen_completion_values_never_arrive() {
     each_mode("overflow", |mode, dext| {
-        let client = dext.open();
-        let mut pending = client.overflow().unwrap();
-        let err = pending.wait_timeout(Duration::from_millis(200)).unwrap_err();
-        assert_eq!(err, Error::Timeout { method: "overflow" }, "{mode:?}");
-        assert_eq!(err.to_string(), "timed out waiting for overflow to complete");
+        checks::seventeen_completion_values_never_arrive(&format!("{mode:?}"), &dext)
     });
 }
 
@@ -297,16 +273,7 @@ fn seventeen_completion_values_never_arrive() {
 #[test]
 fn completion_after_close_is_a_no_op() {
     each_mode("closed", |mode, dext| {
-        let first = dext.open();
-        let second = dext.open();
-        let mut orphan = first.later(1).unwrap();
-        drop(first);
-        assert_eq!(orphan.wait_timeout(Duration::from_secs(5)), Err(Error::Disconnected));
-        let mine = second.later(2).unwrap();
-        // Completes both: the first one's goes nowhere.
-        assert_eq!(second.release().unwrap(), 2, "{mode:?}");
-        assert_eq!(mine.wait().unwrap(), 2, "{mode:?}");
-        assert_eq!(second.add(1, 1).unwrap(), 2, "{mode:?}");
+        checks::completion_after_close_is_a_no_op(&format!("{mode:?}"), &dext)
     });
 }
 
@@ -316,17 +283,7 @@ fn completion_after_close_is_a_no_op() {
 #[test]
 fn calls_into_one_user_client_are_serialised() {
     each_mode("serialised", |mode, dext| {
-        let client = Arc::new(dext.open());
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let client = Arc::clone(&client);
-                // Each call waits up to 30 ms for a second call to come in.
-                thread::spawn(move || (0..5).map(|_| client.occupy(30, 2).unwrap()).max())
-            })
-            .collect();
-        for thread in threads {
-            assert_eq!(thread.join().unwrap(), Some(1), "{mode:?}: two calls ran at once");
-        }
+        checks::calls_into_one_user_client_are_serialised(&format!("{mode:?}"), &dext)
     });
 }
 
@@ -334,13 +291,7 @@ fn calls_into_one_user_client_are_serialised() {
 #[test]
 fn clients_of_one_dext_run_side_by_side() {
     each_mode("side-by-side", |mode, dext| {
-        let clients: Vec<_> = (0..2).map(|_| dext.open()).collect();
-        let inside = thread::scope(|scope| {
-            let calls: Vec<_> =
-                clients.iter().map(|c| scope.spawn(move || c.occupy(5000, 2).unwrap())).collect();
-            calls.into_iter().map(|call| call.join().unwrap()).collect::<Vec<_>>()
-        });
-        assert_eq!(inside, vec![2, 2], "{mode:?}: the two clients' calls did not overlap");
+        checks::clients_of_one_dext_run_side_by_side(&format!("{mode:?}"), &dext)
     });
 }
 
@@ -351,21 +302,7 @@ fn clients_of_one_dext_run_side_by_side() {
 #[test]
 fn memory_is_shared_both_ways() {
     each_mode("memory", |mode, dext| {
-        let client = dext.open();
-        let mut ring = client.ring().unwrap();
-        ring.as_mut_slice()[65535] = 0x5a;
-        assert_eq!(client.peek(65535).unwrap(), 0x5a, "{mode:?}: the dext sees the client's write");
-        let status = client.status().unwrap();
-        client.set_status(0xc3).unwrap();
-        assert_eq!(status.as_slice()[0], 0xc3, "{mode:?}: the client sees the dext's write");
-        let again = client.status().unwrap();
-        assert_eq!(again.as_slice().as_ptr(), status.as_slice().as_ptr(), "{mode:?}");
-        drop((status, again));
-        let err = client.transport().map_memory(99).unwrap_err();
-        assert!(
-            matches!(&err, Error::Memory { memory_type: 99, detail } if detail.contains("kIOReturnBadArgument")),
-            "{mode:?}: {err}"
-        );
+        checks::memory_is_shared_both_ways(&format!("{mode:?}"), &dext)
     });
 }
 

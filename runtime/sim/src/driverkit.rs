@@ -52,6 +52,7 @@ mod ffi {
         pub structure_output_length: u64,
         pub is_async: c_int,
         pub async_reference: u64,
+        pub structure_output_set: c_int,
     }
 
     /// `dextlink_host_memory`.
@@ -90,6 +91,12 @@ mod ffi {
             key: *const c_char,
             value: *mut HostObject,
         ) -> i32;
+        pub fn dextlink_host_array_create() -> *mut HostObject;
+        pub fn dextlink_host_array_append(array: *mut HostObject, value: *mut HostObject) -> i32;
+        pub fn dextlink_host_string_create(value: *const c_char) -> *mut HostObject;
+        pub fn dextlink_host_number_create(value: u64) -> *mut HostObject;
+        pub fn dextlink_host_bool_create(value: c_int) -> *mut HostObject;
+        pub fn dextlink_host_data_create(bytes: *const c_void, length: usize) -> *mut HostObject;
         pub fn dextlink_host_class_exists(class_name: *const c_char) -> c_int;
         pub fn dextlink_host_class_name(object: *const HostObject) -> *const c_char;
         pub fn dextlink_host_is_kind_of(
@@ -190,11 +197,20 @@ impl Library {
         if let Some(found) = not_a_shared_library(&header[..filled]) {
             return Err(LoadError::NotASharedLibrary { path: path.to_owned(), found });
         }
-        let c_path =
-            CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| LoadError::Dlopen {
-                path: path.to_owned(),
-                message: "the path contains a NUL byte".into(),
-            })?;
+        // dlopen searches the library path for a name without a slash;
+        // a dext named on a command line is a file here.
+        let bytes = path.as_os_str().as_encoded_bytes();
+        let file_here;
+        let bytes = if bytes.contains(&b'/') {
+            bytes
+        } else {
+            file_here = [b"./", bytes].concat();
+            &file_here[..]
+        };
+        let c_path = CString::new(bytes).map_err(|_| LoadError::Dlopen {
+            path: path.to_owned(),
+            message: "the path contains a NUL byte".into(),
+        })?;
         // SAFETY: c_path is a NUL-terminated string; loading runs the dext's
         // static constructors, which register its classes with this
         // process's runtime (what a dext's image does on a Mac too).
@@ -393,6 +409,80 @@ impl Dictionary {
     }
 }
 
+impl Dictionary {
+    /// Stores `value` (retained by this dictionary).
+    pub fn set_array(&self, key: &str, value: &Array) -> Result<(), IoReturn> {
+        self.set_object(key, &value.0)
+    }
+
+    /// Stores an `OSData` of `bytes`.
+    pub fn set_data(&self, key: &str, bytes: &[u8]) -> Result<(), IoReturn> {
+        self.set_object(key, &data_object(bytes)?)
+    }
+
+    fn set_object(&self, key: &str, value: &Object) -> Result<(), IoReturn> {
+        let key = c_string(key)?;
+        // SAFETY: a live dictionary, a live value and a NUL-terminated key.
+        status(unsafe {
+            ffi::dextlink_host_dictionary_set_object(self.0.as_ptr(), key.as_ptr(), value.as_ptr())
+        })
+    }
+}
+
+fn data_object(bytes: &[u8]) -> Result<Object, IoReturn> {
+    // SAFETY: `bytes` is valid for its length; the runtime copies it.
+    let raw = unsafe { ffi::dextlink_host_data_create(bytes.as_ptr().cast(), bytes.len()) };
+    Object::from_raw(raw).ok_or(IoReturn::NO_MEMORY)
+}
+
+/// An `OSArray` of property values (an array in a personality).
+#[derive(Debug)]
+pub struct Array(Object);
+
+impl Array {
+    pub fn new() -> Result<Array, IoReturn> {
+        // SAFETY: no arguments; returns a retained array or NULL.
+        let raw = unsafe { ffi::dextlink_host_array_create() };
+        Object::from_raw(raw).map(Array).ok_or(IoReturn::NO_MEMORY)
+    }
+
+    pub fn push_string(&self, value: &str) -> Result<(), IoReturn> {
+        let value = c_string(value)?;
+        // SAFETY: a NUL-terminated string, copied by the runtime.
+        let raw = unsafe { ffi::dextlink_host_string_create(value.as_ptr()) };
+        self.push(&Object::from_raw(raw).ok_or(IoReturn::NO_MEMORY)?)
+    }
+
+    pub fn push_number(&self, value: u64) -> Result<(), IoReturn> {
+        // SAFETY: no pointers; returns a retained number or NULL.
+        let raw = unsafe { ffi::dextlink_host_number_create(value) };
+        self.push(&Object::from_raw(raw).ok_or(IoReturn::NO_MEMORY)?)
+    }
+
+    pub fn push_bool(&self, value: bool) -> Result<(), IoReturn> {
+        // SAFETY: no pointers; returns a retained boolean.
+        let raw = unsafe { ffi::dextlink_host_bool_create(c_int::from(value)) };
+        self.push(&Object::from_raw(raw).ok_or(IoReturn::NO_MEMORY)?)
+    }
+
+    pub fn push_data(&self, bytes: &[u8]) -> Result<(), IoReturn> {
+        self.push(&data_object(bytes)?)
+    }
+
+    pub fn push_dictionary(&self, value: &Dictionary) -> Result<(), IoReturn> {
+        self.push(&value.0)
+    }
+
+    pub fn push_array(&self, value: &Array) -> Result<(), IoReturn> {
+        self.push(&value.0)
+    }
+
+    fn push(&self, value: &Object) -> Result<(), IoReturn> {
+        // SAFETY: a live array and a live value (retained by the array).
+        status(unsafe { ffi::dextlink_host_array_append(self.0.as_ptr(), value.as_ptr()) })
+    }
+}
+
 impl Default for Dictionary {
     fn default() -> Dictionary {
         Dictionary::new()
@@ -500,6 +590,33 @@ pub struct Reply {
     pub structure_output: Vec<u8>,
 }
 
+/// A call with the caller's buffers ([`UserClient::call_with_buffers`]).
+#[derive(Debug)]
+pub struct BufferedCall<'a> {
+    pub selector: u64,
+    pub scalar_input: &'a [u64],
+    /// Up to 4096 bytes arrive as an OSData, more as a descriptor.
+    pub structure_input: &'a [u8],
+    pub scalar_output: &'a mut [u64; 16],
+    pub scalar_output_count: u32,
+    /// Where the output is copied: at least the capacity long, unless the
+    /// capacity is `0xffffffff` (variable: as long as the host will take).
+    pub structure_output: &'a mut [u8],
+    pub structure_output_capacity: u64,
+}
+
+/// What a [`BufferedCall`] left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferedReply {
+    /// min(requested, what the dext left).
+    pub scalar_output_count: u32,
+    /// Bytes written to the structure output (with `kIOReturnNoSpace`: the
+    /// length the dext's variable output needed).
+    pub structure_output_length: u64,
+    /// Whether the dext returned an OSData.
+    pub structure_output_set: bool,
+}
+
 /// What a variable-output call can bring back (the runtime answers
 /// kIOReturnNoSpace for more).
 pub const VARIABLE_OUTPUT_BUFFER: usize = 64 * 1024;
@@ -577,6 +694,7 @@ impl UserClient {
             structure_output_length: 0,
             is_async: c_int::from(reference.is_some()),
             async_reference: reference.unwrap_or(0),
+            structure_output_set: 0,
         };
         ensure_completion_sink();
         // SAFETY: every pointer in `raw` points into live buffers of the
@@ -589,6 +707,51 @@ impl UserClient {
             scalar_output: scalar_output[..raw.scalar_output_count.min(16) as usize].to_vec(),
             structure_output,
         })
+    }
+
+    /// A call with the caller's own buffers, for a host that already
+    /// shaped it as the kernel does (the simulator's `kernel` module):
+    /// returns the dext's status with what it left, also on failure (a
+    /// variable output too long for the buffer reports the length needed).
+    /// `on_completion`, when given, makes the call async; it runs for every
+    /// `AsyncCompletion` of its action while this user client lives.
+    pub fn call_with_buffers(
+        &self,
+        call: BufferedCall<'_>,
+        on_completion: Option<Arc<CompletionFn>>,
+    ) -> (IoReturn, BufferedReply) {
+        let reference = on_completion.map(|callback| {
+            let reference = completions().register(callback);
+            self.references.lock().unwrap_or_else(|e| e.into_inner()).push(reference);
+            reference
+        });
+        let mut raw = ffi::HostCall {
+            selector: call.selector,
+            scalar_input: call.scalar_input.as_ptr(),
+            scalar_input_count: u32::try_from(call.scalar_input.len()).unwrap_or(u32::MAX),
+            structure_input: call.structure_input.as_ptr().cast(),
+            structure_input_length: call.structure_input.len() as u64,
+            scalar_output: call.scalar_output.as_mut_ptr(),
+            scalar_output_count: call.scalar_output_count,
+            structure_output: call.structure_output.as_mut_ptr().cast(),
+            structure_output_buffer_length: call.structure_output.len() as u64,
+            structure_output_capacity: call.structure_output_capacity,
+            structure_output_length: 0,
+            is_async: c_int::from(reference.is_some()),
+            async_reference: reference.unwrap_or(0),
+            structure_output_set: 0,
+        };
+        ensure_completion_sink();
+        // SAFETY: every pointer in `raw` points into live buffers of the
+        // lengths given beside them (the scalar output has the 16 slots the
+        // ABI writes at most), for the duration of the call.
+        let code = unsafe { ffi::dextlink_host_external_method(self.object.as_ptr(), &mut raw) };
+        let reply = BufferedReply {
+            scalar_output_count: raw.scalar_output_count.min(16),
+            structure_output_length: raw.structure_output_length,
+            structure_output_set: raw.structure_output_set != 0,
+        };
+        (IoReturn(code), reply)
     }
 
     /// `CopyClientMemoryForType(type)`: what `IOConnectMapMemory64` maps.

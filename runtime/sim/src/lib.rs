@@ -8,8 +8,19 @@
 //! copy. [`driverkit`] is the safe Rust face of the runtime's host ABI
 //! (`driverkit/include/dextlink_host.h`); [`rules`] exports the dispatch
 //! rules, implemented once in `dextlink::server`, to the C++ side.
+//! [`personality`] reads a dext's `Info.plist`, and [`CppDext`] loads a
+//! compiled dext and starts its services, each a `dextlink::sim::Driver`
+//! (what the `dextlink-sim serve` server runs).
 
+#[cfg(feature = "build")]
+pub mod build;
+#[cfg(target_os = "linux")]
+pub mod dext;
 #[cfg(target_os = "linux")]
 pub mod driverkit;
+pub mod personality;
 pub mod rules;
 pub mod usb_match;
+
+#[cfg(target_os = "linux")]
+pub use dext::{CppDext, CppService, CppUserClient, HostError};

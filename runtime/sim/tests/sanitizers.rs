@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 const RUNNER: &str = env!("CARGO_BIN_EXE_dextlink-driverkit-run");
@@ -38,21 +38,6 @@ fn describe(output: &Output) -> String {
     )
 }
 
-/// The ASan runtime that matches clang (`-print-file-name`).
-fn clang_asan_runtime() -> PathBuf {
-    let output = Command::new("clang")
-        .arg("-print-file-name=libclang_rt.asan-x86_64.so")
-        .output()
-        .expect("clang -print-file-name");
-    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-    assert!(
-        path.is_absolute() && path.exists(),
-        "clang's ASan runtime is not installed (looked for {})",
-        path.display()
-    );
-    path
-}
-
 #[test]
 fn a_clean_run_under_sanitizers_reports_nothing_and_a_use_after_free_is_caught() {
     if !common::compiler_available("clang++") || !common::compiler_available("clang") {
@@ -68,7 +53,7 @@ fn a_clean_run_under_sanitizers_reports_nothing_and_a_use_after_free_is_caught()
         ],
         "test-dext-asan",
     );
-    let runtime = clang_asan_runtime();
+    let runtime = common::clang_asan_runtime();
 
     let clean = run(&dext, Some(&runtime), CLEAN_RUN);
     let stderr = String::from_utf8_lossy(&clean.stderr);

@@ -57,6 +57,48 @@ impl SharedMemory {
         Ok(SharedMemory { file, map })
     }
 
+    /// The memory of a file another runtime owns — the memfd behind a C++
+    /// dext's `IOBufferMemoryDescriptor` — so that the dext's bytes and the
+    /// client's mapping are one set of pages, as they are on a Mac. `file`
+    /// becomes this value's own (pass a duplicate to keep the original).
+    ///
+    /// The descriptor's bytes must start at offset 0 of the file: clients,
+    /// in this process or across the socket, map a memory type from the
+    /// start of its file. Fails for a nonzero `offset`, a length of 0, or a
+    /// file shorter than `offset + len`.
+    pub fn from_fd(
+        file: std::os::fd::OwnedFd,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<SharedMemory> {
+        if offset != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "the descriptor's bytes start at offset {offset} of its memfd; \
+                     the simulator shares memory from offset 0 only"
+                ),
+            ));
+        }
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "shared memory of 0 bytes"));
+        }
+        let file = File::from(file);
+        let file_len = file.metadata()?.len();
+        if file_len < len as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the memfd holds {file_len} bytes, fewer than the {len} shared"),
+            ));
+        }
+        // Mapping a shared file is what makes both sides see one set of
+        // pages; the map lives as long as `self`, and the file is never
+        // shrunk by this process (a dext that truncates its own memfd is
+        // as broken as one that frees memory it shared).
+        let map = MmapOptions::new().len(len).map_raw(&file)?;
+        Ok(SharedMemory { file, map })
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }

@@ -45,7 +45,13 @@
 //! | — | userclient-access entitlement gate: `kIOReturnNotPermitted` | `sim_rules::open_without_entitlement_is_refused` |
 //!
 //! (`sim_rules` is `runtime/tests/sim_rules.rs`; each test runs in both modes
-//! where the mode matters.)
+//! where the mode matters. The bodies of its tests live in
+//! `runtime/tests/shared/sim_rules_checks.rs`, and run, with the same
+//! expected results, against the rules dext compiled from C++ and hosted by
+//! dextlink-sim, in process and through `dextlink-sim serve`:
+//! `runtime/sim/tests/cpp_rules.rs`, which also runs the read-only fault,
+//! the killed server and the client that dies against it. The entitlement
+//! gate is the kernel's, not the dext's, and is not repeated there.)
 
 pub mod flash;
 mod host;

@@ -43,6 +43,13 @@ int32_t dextlink_host_dictionary_set_number(dextlink_host_object* dictionary, co
 int32_t dextlink_host_dictionary_set_bool(dextlink_host_object* dictionary, const char* key, int value);
 int32_t dextlink_host_dictionary_set_object(dextlink_host_object* dictionary, const char* key,
                                             dextlink_host_object* value);
+/* Values for arrays (and dictionaries, through set_object): retained for the host. */
+dextlink_host_object* dextlink_host_array_create(void);
+int32_t dextlink_host_array_append(dextlink_host_object* array, dextlink_host_object* value);
+dextlink_host_object* dextlink_host_string_create(const char* value);
+dextlink_host_object* dextlink_host_number_create(uint64_t value);
+dextlink_host_object* dextlink_host_bool_create(int value);
+dextlink_host_object* dextlink_host_data_create(const void* bytes, size_t length);
 
 /* Whether a class of that name is registered (the runtime's or a loaded dext's). */
 int dextlink_host_class_exists(const char* class_name);
@@ -90,6 +97,8 @@ typedef struct dextlink_host_call {
                                            buffer: the length needed, with kIOReturnNoSpace) */
     int is_async;                       /* give the dext a completion action */
     uint64_t async_reference;           /* what the completion sink receives */
+    int structure_output_set;           /* out: the dext returned an OSData (inline or variable
+                                           output), so that a host can tell "none" from "empty" */
 } dextlink_host_call;
 
 int32_t dextlink_host_external_method(dextlink_host_object* client, dextlink_host_call* call);

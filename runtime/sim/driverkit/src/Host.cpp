@@ -136,6 +136,47 @@ extern "C" int32_t dextlink_host_dictionary_set_object(dextlink_host_object* dic
     return setValue(dictionary, key, object(value));
 }
 
+extern "C" dextlink_host_object* dextlink_host_array_create(void)
+{
+    return handle(OSArray::withCapacity(4));
+}
+
+extern "C" int32_t dextlink_host_array_append(dextlink_host_object* array, dextlink_host_object* value)
+{
+    OSArray* target = OSDynamicCast(OSArray, object(array));
+    if (target == nullptr || value == nullptr) {
+        return kIOReturnBadArgument;
+    }
+    return target->setObject(object(value)) ? kIOReturnSuccess : kIOReturnNoMemory;
+}
+
+extern "C" dextlink_host_object* dextlink_host_string_create(const char* value)
+{
+    return value == nullptr ? nullptr : handle(OSString::withCString(value));
+}
+
+extern "C" dextlink_host_object* dextlink_host_number_create(uint64_t value)
+{
+    return handle(OSNumber::withNumber(value, 64));
+}
+
+extern "C" dextlink_host_object* dextlink_host_bool_create(int value)
+{
+    // The two booleans are shared constants; the host's release of its
+    // reference is balanced by this retain.
+    OSBoolean* boolean = OSBoolean::withBoolean(value != 0);
+    boolean->retain();
+    return handle(boolean);
+}
+
+extern "C" dextlink_host_object* dextlink_host_data_create(const void* bytes, size_t length)
+{
+    if (bytes == nullptr && length > 0) {
+        return nullptr;
+    }
+    return handle(OSData::withBytes(bytes, length));
+}
+
 extern "C" int dextlink_host_class_exists(const char* class_name)
 {
     return OSMetaClass::forName(class_name) != nullptr;
@@ -357,6 +398,7 @@ extern "C" int32_t dextlink_host_external_method(dextlink_host_object* c, dextli
         });
     }
     call->structure_output_length = 0;
+    call->structure_output_set = arguments.structureOutput != nullptr;
     if (result == kIOReturnSuccess) {
         // The dext may lower the count, never raise it (driverkit-facts §3.2-5).
         uint32_t count = arguments.scalarOutputCount < call->scalar_output_count ? arguments.scalarOutputCount

@@ -38,7 +38,13 @@ kern_return_t IMPL(TestDriver, Start)
     // RegisterService: it must stay invisible to clients (driverkit-facts §9-3).
     OSBoolean* skip = OSDynamicCast(OSBoolean, properties->getObject("TestSkipRegister"));
     bool skipRegister = skip != nullptr && skip->isTrue();
+    // "TestStartFails" models a Start that fails: it returns that IOReturn.
+    OSNumber* fails = OSDynamicCast(OSNumber, properties->getObject("TestStartFails"));
+    kern_return_t failure = fails == nullptr ? kIOReturnSuccess : static_cast<kern_return_t>(fails->unsigned32BitValue());
     OSSafeReleaseNULL(properties);
+    if (failure != kIOReturnSuccess) {
+        return failure;
+    }
     os_log(OS_LOG_DEFAULT, "TestDriver: started on %{public}s", provider->getMetaClass()->getClassName());
     if (!skipRegister) {
         ret = RegisterService();

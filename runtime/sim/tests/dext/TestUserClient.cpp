@@ -13,6 +13,7 @@
 //  11 test only: a use after free (for the sanitizer run)
 //  12 cancel: makes an action and cancels it with a handler; 1 scalar out: IsCancelled
 //  13 cancelled: 1 scalar out: whether that handler has run (it runs on the queue after 12)
+//  14 test only: writes through a null pointer (a dext crash: SIGSEGV)
 #include <DriverKit/DriverKit.h>
 
 #include <stdlib.h>
@@ -23,7 +24,7 @@
 
 enum {
     kBufferSize = 8192,
-    kSelectorCount = 14,
+    kSelectorCount = 15,
 };
 
 struct TestUserClient_IVars {
@@ -358,6 +359,14 @@ static kern_return_t UseAfterFree(OSObject*, void*, IOUserClientMethodArguments*
     return kIOReturnSuccess;
 }
 
+static kern_return_t Crash(OSObject*, void*, IOUserClientMethodArguments* arguments)
+{
+    // Through a volatile pointer, so that the compiler keeps the store.
+    uint64_t* volatile nowhere = nullptr;
+    *nowhere = arguments->selector;
+    return kIOReturnSuccess;
+}
+
 static void MarkCancelled(void* context)
 {
     static_cast<TestUserClient_IVars*>(context)->cancelHandlerRan = true;
@@ -406,6 +415,7 @@ static const IOUserClientMethodDispatch kMethods[kSelectorCount] = {
     {UseAfterFree, 0, 0, 0, 1, 0},
     {Cancel, 0, 0, 0, 1, 0},
     {Cancelled, 0, 0, 0, 1, 0},
+    {Crash, 0, 0, 0, 0, 0},
 };
 
 bool TestUserClient::init()
@@ -462,8 +472,10 @@ kern_return_t IMPL(TestUserClient, Stop)
     if (ivars->timer != nullptr) {
         ivars->timer->Cancel(nullptr);
     }
-    // The action refers to this object: release it here, not in free().
+    // The actions refer to this object: release them here, not in free()
+    // (a ticks call still running when the client closes holds one too).
     OSSafeReleaseNULL(ivars->timerAction);
+    OSSafeReleaseNULL(ivars->ticksCompletion);
     return Stop(provider, SUPERDISPATCH);
 }
 
