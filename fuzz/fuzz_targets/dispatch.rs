@@ -1,6 +1,6 @@
 //! The simulated dext's side of a call: the generated `dispatch` of two
 //! example schemas, reached through the simulator's kernel layer
-//! (`dextlink::sim::kernel::deliver`, driverkit-facts §3, §4) or with
+//! (`dextlink::sim::kernel::deliver`, docs/driverkit.md §3, §4) or with
 //! hand-made `IOUserClientMethodArguments`, with arbitrary selectors, scalar
 //! counts and values, structure inputs (inline and, above 4096 bytes, as a
 //! descriptor), output capacities, with and without a completion.
@@ -759,7 +759,7 @@ fn kernel_call(iface: Interface, dext: &mut Dext, request: &Request) {
         && request.scalars.len() <= kernel::SCALAR_MAX
         && outputs as usize <= kernel::SCALAR_MAX
         // The unchecked handler returns no OSData: the var-output call is an
-        // underrun in the kernel (driverkit-facts §3.3-3).
+        // underrun in the kernel (docs/driverkit.md §3.3-3).
         && !(unchecked && matches!(request.output, OutputKind::Variable));
     let call = Call {
         selector,
@@ -796,7 +796,7 @@ fn kernel_call(iface: Interface, dext: &mut Dext, request: &Request) {
                     "selector {selector}: a well-formed call failed with {code}"
                 );
             }
-            // After a failure nothing is copied back (driverkit-facts §3.2-5).
+            // After a failure nothing is copied back (docs/driverkit.md §3.2-5).
             assert!(scalar_output.iter().all(|&v| v == SENTINEL), "scalars written on failure");
             if let OutputKind::Buffer(n) = request.output
                 && n <= kernel::INBAND_MAX

@@ -1,4 +1,4 @@
-//! Async completions: the client side of `AsyncCompletion` (driverkit-facts §4).
+//! Async completions: the client side of `AsyncCompletion` (docs/driverkit.md §4).
 //!
 //! A call that completes later hands the transport a [`CompletionSlot`]; the
 //! transport's notification path fills it with the status and values the dext
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::{Error, IoReturn};
 
-/// At most 16 values follow the status (driverkit-facts §1 limit 4).
+/// At most 16 values follow the status (docs/driverkit.md §1 limit 4).
 pub const MAX_COMPLETION_VALUES: usize = 16;
 
 /// What a completion delivered.

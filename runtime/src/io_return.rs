@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// An `IOReturn` (`kern_return_t`) value. The named constants are every code
-/// of driverkit-facts §7 (XNU `iokit/IOKit/IOReturn.h`) plus the USB host
+/// of docs/driverkit.md §7 (XNU `iokit/IOKit/IOReturn.h`) plus the USB host
 /// stall codes of §6.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(transparent)]
@@ -97,7 +97,7 @@ impl IoReturn {
         self.0 as u32
     }
 
-    /// Either stall code: driverkit-facts §6-7 leaves open which one
+    /// Either stall code: docs/driverkit.md §6-7 leaves open which one
     /// `CompleteAsyncIO` reports, so both count.
     pub fn is_stall(self) -> bool {
         self == IoReturn::USB_HOST_PIPE_STALLED || self == IoReturn::USB_PIPE_STALLED
@@ -141,12 +141,12 @@ mod tests {
     fn displays_like_driverkit_logs() {
         assert_eq!(IoReturn::BAD_ARGUMENT.to_string(), "kIOReturnBadArgument (0xe00002c2)");
         assert_eq!(IoReturn(0x1234).to_string(), "IOReturn 0x00001234");
-        assert_eq!(IoReturn::BAD_ARGUMENT.0, -536870206, "signed as in the facts sheet §7");
+        assert_eq!(IoReturn::BAD_ARGUMENT.0, -536870206, "signed as in the DriverKit reference §7");
     }
 
     #[test]
     fn codes_follow_the_iokit_layout() {
-        // sys_iokit | sub_iokit_common | code (driverkit-facts §7-2).
+        // sys_iokit | sub_iokit_common | code (docs/driverkit.md §7-2).
         let sys_iokit: u32 = 0x38 << 26;
         for (code, value) in [
             (0x2bc, IoReturn::ERROR),

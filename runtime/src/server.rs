@@ -1,6 +1,6 @@
 //! The dext side of an external method call, for dexts modelled in Rust.
 //!
-//! [`Arguments`] is `IOUserClientMethodArguments` (driverkit-facts §1) as a
+//! [`Arguments`] is `IOUserClientMethodArguments` (docs/driverkit.md §1) as a
 //! safe Rust value; [`external_method`] is what DriverKit's
 //! `IOUserClient::ExternalMethod` does with an `IOUserClientMethodDispatch`
 //! entry (§2.2). The generated `dispatch` function of each interface uses
@@ -14,7 +14,7 @@ use crate::IoReturn;
 /// `kIOUserClientVariableStructureSize`: "don't care" in a dispatch entry.
 pub const VARIABLE: u32 = 0xffff_ffff;
 
-/// One `IOUserClientMethodDispatch` entry's checks (driverkit-facts §2.2).
+/// One `IOUserClientMethodDispatch` entry's checks (docs/driverkit.md §2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DispatchChecks {
     pub completion_exists: u32,
@@ -101,7 +101,7 @@ pub struct InterfaceInfo {
     pub structs: &'static [StructLayout],
 }
 
-/// The structure input as the dext receives it (driverkit-facts §3.2-5).
+/// The structure input as the dext receives it (docs/driverkit.md §3.2-5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StructureInput<'a> {
     /// No input: `structureInput` and `structureInputDescriptor` are both NULL.
@@ -154,7 +154,7 @@ impl AsyncCompletion {
     }
 
     /// `IOUserClient::AsyncCompletion`. More than 16 values are dropped
-    /// silently, as the iig stub does (driverkit-facts §4.1-3): the client
+    /// silently, as the iig stub does (docs/driverkit.md §4.1-3): the client
     /// then never hears of this completion.
     pub fn complete(&self, status: IoReturn, values: &[u64]) {
         if values.len() > crate::completion::MAX_COMPLETION_VALUES {
@@ -185,7 +185,7 @@ pub struct Arguments<'a> {
 }
 
 /// What `IOUserClient::ExternalMethod` does with a dispatch entry
-/// (driverkit-facts §2.2): a missing entry gives `kIOReturnUnsupported`
+/// (docs/driverkit.md §2.2): a missing entry gives `kIOReturnUnsupported`
 /// (§2.2-10, UNVERIFIED); then the completion check, then the four count and
 /// size checks in declaration order, each failing with
 /// `kIOReturnBadArgument` (the kernel twin's code; DriverKit's own is
@@ -200,7 +200,7 @@ pub fn external_method(
 }
 
 /// What the dispatch checks look at in a call, and nothing else: the shape of
-/// an `IOUserClientMethodArguments` (driverkit-facts §2.2). The C++ DriverKit
+/// an `IOUserClientMethodArguments` (docs/driverkit.md §2.2). The C++ DriverKit
 /// runtime fills one from the arguments its `IOUserClient::ExternalMethod`
 /// receives, so that Rust and C++ dexts are held to the same rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,7 +274,7 @@ pub fn handshake(args: &mut Arguments<'_>, fingerprint: u64, version: u32) -> Io
     IoReturn::SUCCESS
 }
 
-/// Returns structure output the way a dext must (driverkit-facts §3.3): into
+/// Returns structure output the way a dext must (docs/driverkit.md §3.3): into
 /// the client's descriptor when it offered more than 4096 bytes, otherwise as
 /// an OSData no longer than the capacity offered.
 pub fn return_structure(args: &mut Arguments<'_>, bytes: &[u8]) -> Result<(), IoReturn> {

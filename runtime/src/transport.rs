@@ -7,7 +7,7 @@ use std::ptr::NonNull;
 
 use crate::{CompletionSlot, Error, IoReturn};
 
-/// The structure output a call offers (driverkit-facts §3.1-2).
+/// The structure output a call offers (docs/driverkit.md §3.1-2).
 #[derive(Debug)]
 pub enum StructOutput<'a> {
     /// No output buffer: a capacity of 0.
@@ -115,7 +115,7 @@ impl<'t> MappedRegion<'t> {
     }
 
     /// Whether the range is mapped read-only (the dext set
-    /// `kIOUserClientMemoryReadOnly`, driverkit-facts §5.1, §9-6).
+    /// `kIOUserClientMemoryReadOnly`, docs/driverkit.md §5.1, §9-6).
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }
@@ -134,7 +134,7 @@ impl std::fmt::Debug for MappedRegion<'_> {
 /// A connection to one user client of a dext.
 ///
 /// Implementations must be usable from several threads at once (calls into
-/// one user client are serialised by DriverKit, driverkit-facts §2.2-11, and
+/// one user client are serialised by DriverKit, docs/driverkit.md §2.2-11, and
 /// by the simulator alike) and must end every outstanding completion with
 /// [`Error::Disconnected`] when the connection goes away.
 ///

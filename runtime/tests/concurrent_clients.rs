@@ -13,7 +13,7 @@
 //!   unique in the run, its `Pending` resolves with exactly that token, the
 //!   dext completes each token once (a set, counted), and the totals of calls
 //!   accepted, completions sent and completions received agree;
-//! - calls into one user client are serialised (driverkit-facts §2.2-11): an
+//! - calls into one user client are serialised (docs/driverkit.md §2.2-11): an
 //!   atomic in-flight counter per user client, raised for the whole handler,
 //!   never exceeds 1 — checked by the dext and reported back in every reply,
 //!   so that a child process checks it too; across user clients overlap is

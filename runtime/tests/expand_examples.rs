@@ -26,7 +26,7 @@ fn cpp_header_is_byte_identical_to_the_cli_output() {
 }
 
 /// `METHODS` carries the same check values as the C++ table; spot-check the
-/// rules of driverkit-facts §2.2 on the NullDriver port.
+/// rules of docs/driverkit.md §2.2 on the NullDriver port.
 #[test]
 fn methods_metadata_matches_the_dispatch_rules() {
     const VARIABLE: u32 = 0xffff_ffff;

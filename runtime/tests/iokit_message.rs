@@ -10,7 +10,7 @@ use message::{AsyncCompletion, parse_async_completion};
 
 const SENTINEL: u64 = 0x6478_6c6b_0000_0001;
 
-/// The message `IOUserClient::_sendAsyncResult64` builds (driverkit-facts
+/// The message `IOUserClient::_sendAsyncResult64` builds (docs/driverkit.md
 /// §4.2-4, §4.2-5): `msgh_size = 24 + 208 - (16 - n) * 8`, which includes 4
 /// bytes of tail padding; `reference[0]` is sent as 0.
 fn kernel_message(reference: [u64; 8], result: i32, args: &[u64]) -> Vec<u8> {

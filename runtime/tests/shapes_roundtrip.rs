@@ -1,6 +1,6 @@
 //! Every method shape of `tests/schemas/shapes.dextlink` round-trips through
 //! the generated client, the in-process simulator (DriverKit's delivery rules,
-//! driverkit-facts §3, §4) and the generated `dispatch` into a model dext, and
+//! docs/driverkit.md §3, §4) and the generated `dispatch` into a model dext, and
 //! every check the generated code promises refuses bad input on both sides
 //! before a handler sees it.
 
@@ -289,7 +289,7 @@ impl shapes::Handler for Model {
     }
 }
 
-/// How the structure input reached the dext (driverkit-facts §3.2-5).
+/// How the structure input reached the dext (docs/driverkit.md §3.2-5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Input {
     None,
@@ -376,7 +376,7 @@ impl UserClient for ShapesDext {
         }
     }
 
-    /// The same descriptor for a type on every call (driverkit-facts §5.1).
+    /// The same descriptor for a type on every call (docs/driverkit.md §5.1).
     fn copy_client_memory(&mut self, memory_type: u64) -> Result<ClientMemory, IoReturn> {
         self.copies.push(memory_type);
         let (memory, read_only) = match memory_type {
@@ -1104,7 +1104,7 @@ fn read_write_mapping_is_shared_with_the_dext() {
     );
     assert_eq!(scratch.as_slice()[100..104], [1, 2, 3, 4]);
     // Once it is gone, mapping again gives the same memory
-    // (CopyClientMemoryForType returns the same descriptor, driverkit-facts §5.1).
+    // (CopyClientMemoryForType returns the same descriptor, docs/driverkit.md §5.1).
     drop(scratch);
     let again = client.scratch().unwrap();
     assert_eq!(again.as_slice()[100..104], [1, 2, 3, 4]);

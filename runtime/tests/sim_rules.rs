@@ -1,4 +1,4 @@
-//! The simulator held to DriverKit's rules (driverkit-facts §2–§5) in both of
+//! The simulator held to DriverKit's rules (docs/driverkit.md §2–§5) in both of
 //! its modes: in process (the user client on a thread of its own) and out of
 //! process (a dext server on a Unix socket, in this process or a child one).
 //! The table of rules and tests is in the docs of `dextlink::sim`.

@@ -4,7 +4,7 @@
 //       schema/shim/test_shim.cpp -o /tmp/test_shim && /tmp/test_shim
 //
 // Prints "shim: N passed, 0 failed" and exits 0 when everything passes.
-// Section numbers refer to /work/shared/driverkit-facts.md.
+// Section numbers refer to docs/driverkit.md.
 
 #include <dextlink/driverkit_shim.h>
 
@@ -168,7 +168,7 @@ public:
 	ExternalMethod(uint64_t selector, IOUserClientMethodArguments *arguments, const IOUserClientMethodDispatch *dispatch,
 	    OSObject *target, void *reference) override
 	{
-		// NullDriver.cpp pattern (driverkit-facts §2.1-6)
+		// NullDriver.cpp pattern (docs/driverkit.md §2.1-6)
 		if (selector < kNumSelectors) {
 			dispatch = &table[selector];
 			if (!target) {

@@ -1246,7 +1246,7 @@ impl Checker {
             self.error(
                     Diagnostic::error(span(ty), format!("the structure {what} `{}` is {size} bytes, more than DriverKit can take", p.name.text))
                         .label("4 GiB or more")
-                        .help("dispatch checks are 32-bit and 0xffffffff means \"variable\" (driverkit-facts §1, §2.2-7); share it through a memory type instead"),
+                        .help("dispatch checks are 32-bit and 0xffffffff means \"variable\" (docs/driverkit.md §1, §2.2-7); share it through a memory type instead"),
                 );
             return None;
         }
@@ -1255,7 +1255,7 @@ impl Checker {
                 self.error(
                     Diagnostic::error(span(ty), format!("the bounded output `{}` can exceed 4096 bytes, and DriverKit cannot return a shorter length out of line", p.name.text))
                         .label(format!("up to {max} bytes"))
-                        .help("outputs over 4096 bytes go through a descriptor whose length always comes back in full (driverkit-facts §3.3-2): write `[u8]` for a variable output, a fixed `[u8; N]`, or keep the bound at 4096"),
+                        .help("outputs over 4096 bytes go through a descriptor whose length always comes back in full (docs/driverkit.md §3.3-2): write `[u8]` for a variable output, a fixed `[u8; N]`, or keep the bound at 4096"),
                 );
                 return None;
             }
@@ -1263,7 +1263,7 @@ impl Checker {
                 self.diags.push(
                     Diagnostic::warning(span(ty), format!("calls with more than 4096 bytes of `{}` travel out of line", p.name.text))
                         .label(format!("up to {max} bytes"))
-                        .help("inputs over 4096 bytes reach the dext as a memory descriptor it must map (driverkit-facts §3.1-1, §3.2-5); the generated thunk does this, at the cost of a mapping per call"),
+                        .help("inputs over 4096 bytes reach the dext as a memory descriptor it must map (docs/driverkit.md §3.1-1, §3.2-5); the generated thunk does this, at the cost of a mapping per call"),
                 );
             }
         }
@@ -1428,7 +1428,7 @@ impl Checker {
                     self.error(
                         Diagnostic::error(span(&p.ty), "completions carry scalars only")
                             .label("not a scalar")
-                            .help("AsyncCompletion sends up to 16 64-bit values (driverkit-facts §4.1); return large data through a memory type"),
+                            .help("AsyncCompletion sends up to 16 64-bit values (docs/driverkit.md §4.1); return large data through a memory type"),
                     );
                     continue;
                 }
@@ -1441,17 +1441,17 @@ impl Checker {
             (
                 &scalar_inputs,
                 "scalar inputs",
-                "DriverKit carries at most 16 scalars in (driverkit-facts §1, limit 2): move some into a structure input",
+                "DriverKit carries at most 16 scalars in (docs/driverkit.md §1, limit 2): move some into a structure input",
             ),
             (
                 &scalar_outputs,
                 "scalar outputs",
-                "DriverKit carries at most 16 scalars out (driverkit-facts §1, limit 2): return a struct instead",
+                "DriverKit carries at most 16 scalars out (docs/driverkit.md §1, limit 2): return a struct instead",
             ),
             (
                 &completion,
                 "completion values",
-                "AsyncCompletion carries at most 16 values; more are silently dropped (driverkit-facts §4.1-3): send the rest through a memory type",
+                "AsyncCompletion carries at most 16 values; more are silently dropped (docs/driverkit.md §4.1-3): send the rest through a memory type",
             ),
         ] {
             if list.len() > SCALAR_MAX {

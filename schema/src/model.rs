@@ -5,7 +5,7 @@
 use crate::diag::Span;
 
 /// `kIOUserClientVariableStructureSize`: "don't care" in a dispatch entry
-/// (driverkit-facts §1, §2.2-7).
+/// (docs/driverkit.md §1, §2.2-7).
 pub const VARIABLE: u32 = 0xffff_ffff;
 
 /// The selector dextlink reserves for the fingerprint handshake ("DXLK").
@@ -13,11 +13,11 @@ pub const VARIABLE: u32 = 0xffff_ffff;
 pub const HANDSHAKE_SELECTOR: u32 = 0x4458_4c4b;
 
 /// Structure input/output travels inline up to this many bytes
-/// (`io_struct_inband_t`, driverkit-facts §1 "Limits that actually bind" 1).
+/// (`io_struct_inband_t`, docs/driverkit.md §1 "Limits that actually bind" 1).
 pub const INBAND_STRUCT_MAX: u64 = 4096;
 
 /// Scalars in, scalars out and completion values are each capped at 16
-/// (driverkit-facts §1 limits 2 and 4).
+/// (docs/driverkit.md §1 limits 2 and 4).
 pub const SCALAR_MAX: usize = 16;
 
 /// A validated interface.
@@ -185,7 +185,7 @@ pub enum Access {
 }
 
 /// A memory type the client maps with `IOConnectMapMemory64` and the dext
-/// provides from `CopyClientMemoryForType` (driverkit-facts §5).
+/// provides from `CopyClientMemoryForType` (docs/driverkit.md §5).
 #[derive(Debug, Clone)]
 pub struct Memory {
     pub id: u32,
@@ -226,7 +226,7 @@ pub enum StructShape {
     /// `[u8; MIN..=MAX]`: any length in the bounds.
     Bounded { min: u64, max: u64 },
     /// `[u8]`, outputs only: the dext returns any length, out of line
-    /// (`kIOConnectMethodVarOutputSize`, driverkit-facts §3.1-2, §3.3-3).
+    /// (`kIOConnectMethodVarOutputSize`, docs/driverkit.md §3.1-2, §3.3-3).
     Variable,
 }
 
@@ -275,7 +275,7 @@ pub struct Reserved {
     pub span: Span,
 }
 
-/// One `IOUserClientMethodDispatch` entry's check values (driverkit-facts §2.2).
+/// One `IOUserClientMethodDispatch` entry's check values (docs/driverkit.md §2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DispatchChecks {
     pub completion_exists: u32,
@@ -320,7 +320,7 @@ impl Interface {
     }
 
     /// The check values of a method's dispatch entry, exactly as the C++
-    /// table carries them (driverkit-facts §2.2):
+    /// table carries them (docs/driverkit.md §2.2):
     /// - completion: 1 for async, 0 for sync, `-1U` for `#[completion(any)]`;
     /// - counts: the exact number of scalars;
     /// - structure input: the fixed size, `0xffffffff` for a bounded input

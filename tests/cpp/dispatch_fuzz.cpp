@@ -2,7 +2,7 @@
 // (issue 8 §3, "the generated C++ under sanitizers").
 //
 // Every iteration builds one IOUserClientMethodArguments by hand -- not only
-// the shapes the kernel produces (driverkit-facts §3.4) but hostile ones too:
+// the shapes the kernel produces (docs/driverkit.md §3.4) but hostile ones too:
 // wrong scalar counts, wrong structure sizes, NULL and exact-size scalar
 // arrays, huge and negative values, structure inputs that arrive inline, as a
 // descriptor, both or neither, descriptors that map less than they claim,
@@ -18,7 +18,7 @@
 //     ranges and sizes and equal to what the driver sent;
 //   - the driver decides, independently of the generated table, whether the
 //     call must be refused: from the schema's declared shape (the table
-//     below, written from shapes.dextlink) with the rules of driverkit-facts
+//     below, written from shapes.dextlink) with the rules of docs/driverkit.md
 //     §2.2 (exact counts and sizes, 0xffffffff only where the schema declares
 //     a variable size, completion for async methods only), then the ranges and
 //     sizes the schema declares (what the thunks promise to check). A call
@@ -46,7 +46,7 @@
 // Built by tests/tests/cpp_fuzz.rs, which writes the generated header next to
 // it as "Shapes.h" and compiles with -DDEXTLINK_DRIVERKIT_SHIM -I schema/shim
 // plus the strict warning flags and -fsanitize=address,undefined.
-// Section numbers refer to /work/shared/driverkit-facts.md.
+// Section numbers refer to docs/driverkit.md.
 
 #include "Shapes.h"
 

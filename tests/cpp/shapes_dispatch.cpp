@@ -4,7 +4,7 @@
 // ExternalMethod through `shapes::ExternalMethod`; every call goes through
 // `dextlink_shim::CallBuilder::invoke`, which builds the
 // IOUserClientMethodArguments the way the kernel would and applies the return
-// rules of driverkit-facts §3.2/§3.3.  The test checks that every method
+// rules of docs/driverkit.md §3.2/§3.3.  The test checks that every method
 // round-trips with the typed values the schema declares, that every malformed
 // call is refused before any handler runs, that completions carry the typed
 // payload, and that ClientMemory answers CopyClientMemoryForType as §5 says.
@@ -14,7 +14,7 @@
 //     -DDEXTLINK_DRIVERKIT_SHIM -I schema/shim -I <scratch dir>
 // (plus -fsanitize=address,undefined).  Prints
 // "shapes-dispatch: N passed, M failed" and exits non-zero on any failure.
-// Section numbers refer to /work/shared/driverkit-facts.md.
+// Section numbers refer to docs/driverkit.md.
 
 #include "Shapes.h"
 

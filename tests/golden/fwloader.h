@@ -4,6 +4,7 @@
 // Schema fingerprint 0x25039d7d04506de8, version 1.
 // `dextlink check SCHEMA --cpp THIS_FILE` fails when this file is stale;
 // `dextlink gen SCHEMA --cpp THIS_FILE` rewrites it.
+// Rules cited as `docs/driverkit.md §N` are in dextlink's DriverKit reference.
 //
 // Use from the user client's implementation:
 // - implement every `Handle…` function declared below (namespace `fw_loader`);
@@ -182,7 +183,7 @@ constexpr uint64_t kStagingSize = 8388608;
 // MARK: - Handlers: implement these in the dext
 
 // Each is called on the user client's ExternalMethod queue, one call at a time
-// (driverkit-facts §2.2-11), after its thunk has checked every argument.
+// (docs/driverkit.md §2.2-11), after its thunk has checked every argument.
 // Outputs arrive zeroed; a handler returning an error returns no outputs.
 
 /// Starts (or, with the same image, resumes) an upload session.
@@ -200,7 +201,7 @@ kern_return_t HandleBegin(
 ///
 /// - `slot`: 0..=7 (checked).
 /// - `len`: 1..=1048576 (checked).
-/// - `completion`: retained only during this call (driverkit-facts §4.1-2); retain it
+/// - `completion`: retained only during this call (docs/driverkit.md §4.1-2); retain it
 ///   to finish later with `CompleteSubmit`.
 kern_return_t HandleSubmit(OSObject* target, uint32_t slot, uint32_t len, OSAction* completion);
 
@@ -239,7 +240,7 @@ kern_return_t HandleWrite(
 // MARK: - Completion senders
 
 /// Completes a `submit` call: sends `result` and the typed payload to the client
-/// through `AsyncCompletion` (at most 16 values, driverkit-facts §4.1-3).
+/// through `AsyncCompletion` (at most 16 values, docs/driverkit.md §4.1-3).
 /// A NULL `completion` is ignored (DriverKit itself would dereference it).
 inline void CompleteSubmit(
     IOUserClient* client,
@@ -262,7 +263,7 @@ inline void CompleteSubmit(
 namespace detail {
 
 /// The structure input's bytes, inline (OSData, up to 4096 bytes) or through a
-/// read-only mapping of `structureInputDescriptor` (above 4096 bytes, driverkit-facts
+/// read-only mapping of `structureInputDescriptor` (above 4096 bytes, docs/driverkit.md
 /// §3.2-5). `*map` is set when a mapping was made; the caller releases it.
 inline kern_return_t StructureInput(IOUserClientMethodArguments* arguments, IOMemoryMap** map,
                                     const uint8_t** bytes, uint64_t* length)
@@ -296,7 +297,7 @@ inline kern_return_t StructureInput(IOUserClientMethodArguments* arguments, IOMe
 }
 
 /// A writable mapping of `structureOutputDescriptor`, present when the client offered
-/// more than 4096 bytes of output (driverkit-facts §3.3-2); at least `size` bytes.
+/// more than 4096 bytes of output (docs/driverkit.md §3.3-2); at least `size` bytes.
 inline kern_return_t StructureOutputMapping(IOUserClientMethodArguments* arguments, uint64_t size,
                                             IOMemoryMap** map)
 {
@@ -326,7 +327,7 @@ inline kern_return_t CheckStructureOutput(IOUserClientMethodArguments* arguments
 }
 
 /// Returns `size` bytes of structure output: in an OSData when the client's buffer is
-/// inline, or by copying into the output descriptor (driverkit-facts §3.3).
+/// inline, or by copying into the output descriptor (docs/driverkit.md §3.3).
 inline kern_return_t ReturnStructure(IOUserClientMethodArguments* arguments, const void* bytes,
                                      uint64_t size)
 {
@@ -551,7 +552,7 @@ inline kern_return_t StaticHandleWrite(OSObject* target, void* reference,
     return kIOReturnSuccess;
 }
 
-// MARK: - Dispatch table (driverkit-facts §2.2)
+// MARK: - Dispatch table (docs/driverkit.md §2.2)
 
 /// What DriverKit checks before each thunk runs, indexed by selector: the exact
 /// counts and sizes the schema declares; kIOUserClientVariableStructureSize only
@@ -641,7 +642,7 @@ inline kern_return_t Handshake(IOUserClientMethodArguments* arguments)
 ///         return fw_loader::ExternalMethod(this, selector, arguments);
 ///     }
 ///
-/// DriverKit does not bounds-check selectors (driverkit-facts §2.2-9), so this does,
+/// DriverKit does not bounds-check selectors (docs/driverkit.md §2.2-9), so this does,
 /// answering unknown and reserved selectors with kIOReturnUnsupported rather than
 /// passing a NULL dispatch entry to DriverKit (§2.2-10).
 inline kern_return_t ExternalMethod(IOUserClient* client, uint64_t selector,
@@ -663,7 +664,7 @@ inline kern_return_t ExternalMethod(IOUserClient* client, uint64_t selector,
     return client->IOUserClient::ExternalMethod(selector, arguments, dispatch, client, nullptr);
 }
 
-// MARK: - Client memory (driverkit-facts §5)
+// MARK: - Client memory (docs/driverkit.md §5)
 
 /// The memory types of one user client, each created on first use and the same
 /// descriptor on every later call (§5.1). Keep one in the user client's ivars:

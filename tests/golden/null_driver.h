@@ -4,6 +4,7 @@
 // Schema fingerprint 0x5e9f9524c431d471, version 1.
 // `dextlink check SCHEMA --cpp THIS_FILE` fails when this file is stale;
 // `dextlink gen SCHEMA --cpp THIS_FILE` rewrites it.
+// Rules cited as `docs/driverkit.md §N` are in dextlink's DriverKit reference.
 //
 // Use from the user client's implementation:
 // - implement every `Handle…` function declared below (namespace `null_driver`);
@@ -76,7 +77,7 @@ constexpr uint32_t kSelectorCount = 6;
 // MARK: - Handlers: implement these in the dext
 
 // Each is called on the user client's ExternalMethod queue, one call at a time
-// (driverkit-facts §2.2-11), after its thunk has checked every argument.
+// (docs/driverkit.md §2.2-11), after its thunk has checked every argument.
 // Outputs arrive zeroed; a handler returning an error returns no outputs.
 
 /// Adds one to each scalar. Dispatched by hand, with no table checks.
@@ -172,7 +173,7 @@ kern_return_t HandleCheckedStruct(OSObject* target, const DataStruct& input, Dat
 ///
 /// - `input`: a validated copy of `DataStruct`.
 /// - `output`: output, written in place.
-/// - `completion`: retained only during this call (driverkit-facts §4.1-2); retain it
+/// - `completion`: retained only during this call (docs/driverkit.md §4.1-2); retain it
 ///   to finish later with `CompleteRegisterAsyncCallback`.
 kern_return_t HandleRegisterAsyncCallback(
     OSObject* target,
@@ -184,14 +185,14 @@ kern_return_t HandleRegisterAsyncCallback(
 /// with or without a completion (checkCompletionExists = -1U).
 ///
 /// - `input`: a validated copy of `DataStruct`.
-/// - `completion` (NULL when the caller sent none): retained only during this call (driverkit-facts §4.1-2); retain it
+/// - `completion` (NULL when the caller sent none): retained only during this call (docs/driverkit.md §4.1-2); retain it
 ///   to finish later with `CompleteAsyncRequest`.
 kern_return_t HandleAsyncRequest(OSObject* target, const DataStruct& input, OSAction* completion);
 
 // MARK: - Completion senders
 
 /// Completes a `register_async_callback` call: sends `result` and the typed payload to the client
-/// through `AsyncCompletion` (at most 16 values, driverkit-facts §4.1-3).
+/// through `AsyncCompletion` (at most 16 values, docs/driverkit.md §4.1-3).
 /// A NULL `completion` is ignored (DriverKit itself would dereference it).
 inline void CompleteRegisterAsyncCallback(
     IOUserClient* client,
@@ -212,7 +213,7 @@ inline void CompleteRegisterAsyncCallback(
 }
 
 /// Completes a `async_request` call: sends `result` and the typed payload to the client
-/// through `AsyncCompletion` (at most 16 values, driverkit-facts §4.1-3).
+/// through `AsyncCompletion` (at most 16 values, docs/driverkit.md §4.1-3).
 /// A NULL `completion` is ignored (DriverKit itself would dereference it).
 inline void CompleteAsyncRequest(IOUserClient* client, OSAction* completion, IOReturn result)
 {
@@ -228,7 +229,7 @@ inline void CompleteAsyncRequest(IOUserClient* client, OSAction* completion, IOR
 namespace detail {
 
 /// The structure input's bytes, inline (OSData, up to 4096 bytes) or through a
-/// read-only mapping of `structureInputDescriptor` (above 4096 bytes, driverkit-facts
+/// read-only mapping of `structureInputDescriptor` (above 4096 bytes, docs/driverkit.md
 /// §3.2-5). `*map` is set when a mapping was made; the caller releases it.
 inline kern_return_t StructureInput(IOUserClientMethodArguments* arguments, IOMemoryMap** map,
                                     const uint8_t** bytes, uint64_t* length)
@@ -262,7 +263,7 @@ inline kern_return_t StructureInput(IOUserClientMethodArguments* arguments, IOMe
 }
 
 /// A writable mapping of `structureOutputDescriptor`, present when the client offered
-/// more than 4096 bytes of output (driverkit-facts §3.3-2); at least `size` bytes.
+/// more than 4096 bytes of output (docs/driverkit.md §3.3-2); at least `size` bytes.
 inline kern_return_t StructureOutputMapping(IOUserClientMethodArguments* arguments, uint64_t size,
                                             IOMemoryMap** map)
 {
@@ -292,7 +293,7 @@ inline kern_return_t CheckStructureOutput(IOUserClientMethodArguments* arguments
 }
 
 /// Returns `size` bytes of structure output: in an OSData when the client's buffer is
-/// inline, or by copying into the output descriptor (driverkit-facts §3.3).
+/// inline, or by copying into the output descriptor (docs/driverkit.md §3.3).
 inline kern_return_t ReturnStructure(IOUserClientMethodArguments* arguments, const void* bytes,
                                      uint64_t size)
 {
@@ -503,7 +504,7 @@ inline kern_return_t StaticHandleAsyncRequest(OSObject* target, void* reference,
     return HandleAsyncRequest(target, input, arguments->completion);
 }
 
-// MARK: - Dispatch table (driverkit-facts §2.2)
+// MARK: - Dispatch table (docs/driverkit.md §2.2)
 
 /// What DriverKit checks before each thunk runs, indexed by selector: the exact
 /// counts and sizes the schema declares; kIOUserClientVariableStructureSize only
@@ -579,7 +580,7 @@ inline kern_return_t Handshake(IOUserClientMethodArguments* arguments)
 ///         return null_driver::ExternalMethod(this, selector, arguments);
 ///     }
 ///
-/// DriverKit does not bounds-check selectors (driverkit-facts §2.2-9), so this does,
+/// DriverKit does not bounds-check selectors (docs/driverkit.md §2.2-9), so this does,
 /// answering unknown and reserved selectors with kIOReturnUnsupported rather than
 /// passing a NULL dispatch entry to DriverKit (§2.2-10).
 inline kern_return_t ExternalMethod(IOUserClient* client, uint64_t selector,

@@ -4,6 +4,7 @@
 // Schema fingerprint 0xae67e85c8922ccc9, version 3.
 // `dextlink check SCHEMA --cpp THIS_FILE` fails when this file is stale;
 // `dextlink gen SCHEMA --cpp THIS_FILE` rewrites it.
+// Rules cited as `docs/driverkit.md §N` are in dextlink's DriverKit reference.
 //
 // Use from the user client's implementation:
 // - implement every `Handle…` function declared below (namespace `shapes`);
@@ -155,7 +156,7 @@ constexpr uint64_t kScratchSize = 65536;
 // MARK: - Handlers: implement these in the dext
 
 // Each is called on the user client's ExternalMethod queue, one call at a time
-// (driverkit-facts §2.2-11), after its thunk has checked every argument.
+// (docs/driverkit.md §2.2-11), after its thunk has checked every argument.
 // Outputs arrive zeroed; a handler returning an error returns no outputs.
 
 /// Scalars only, with ranges.
@@ -305,20 +306,20 @@ kern_return_t HandleSetKey(OSObject* target, const uint8_t* key);
 
 /// Async with no completion values.
 ///
-/// - `completion`: retained only during this call (driverkit-facts §4.1-2); retain it
+/// - `completion`: retained only during this call (docs/driverkit.md §4.1-2); retain it
 ///   to finish later with `CompletePing`.
 kern_return_t HandlePing(OSObject* target, OSAction* completion);
 
 /// Async with one completion value.
 ///
 /// - `channel`: 0..=7 (checked).
-/// - `completion`: retained only during this call (driverkit-facts §4.1-2); retain it
+/// - `completion`: retained only during this call (docs/driverkit.md §4.1-2); retain it
 ///   to finish later with `CompleteMeasure`.
 kern_return_t HandleMeasure(OSObject* target, uint8_t channel, OSAction* completion);
 
 /// Async with sixteen completion values.
 ///
-/// - `completion`: retained only during this call (driverkit-facts §4.1-2); retain it
+/// - `completion`: retained only during this call (docs/driverkit.md §4.1-2); retain it
 ///   to finish later with `CompleteSample`.
 kern_return_t HandleSample(OSObject* target, OSAction* completion);
 
@@ -326,7 +327,7 @@ kern_return_t HandleSample(OSObject* target, OSAction* completion);
 ///
 /// - `config`: a validated copy of `Config`.
 /// - `ticket`: output.
-/// - `completion`: retained only during this call (driverkit-facts §4.1-2); retain it
+/// - `completion`: retained only during this call (docs/driverkit.md §4.1-2); retain it
 ///   to finish later with `CompleteStart`.
 kern_return_t HandleStart(
     OSObject* target,
@@ -343,14 +344,14 @@ kern_return_t HandleRaw(OSObject* target, IOUserClientMethodArguments* arguments
 /// Accepts calls with or without a completion.
 ///
 /// - `x`: any `uint32_t` (checked).
-/// - `completion` (NULL when the caller sent none): retained only during this call (driverkit-facts §4.1-2); retain it
+/// - `completion` (NULL when the caller sent none): retained only during this call (docs/driverkit.md §4.1-2); retain it
 ///   to finish later with `CompleteMaybeAsync`.
 kern_return_t HandleMaybeAsync(OSObject* target, uint32_t x, OSAction* completion);
 
 // MARK: - Completion senders
 
 /// Completes a `ping` call: sends `result` and the typed payload to the client
-/// through `AsyncCompletion` (at most 16 values, driverkit-facts §4.1-3).
+/// through `AsyncCompletion` (at most 16 values, docs/driverkit.md §4.1-3).
 /// A NULL `completion` is ignored (DriverKit itself would dereference it).
 inline void CompletePing(IOUserClient* client, OSAction* completion, IOReturn result)
 {
@@ -362,7 +363,7 @@ inline void CompletePing(IOUserClient* client, OSAction* completion, IOReturn re
 }
 
 /// Completes a `measure` call: sends `result` and the typed payload to the client
-/// through `AsyncCompletion` (at most 16 values, driverkit-facts §4.1-3).
+/// through `AsyncCompletion` (at most 16 values, docs/driverkit.md §4.1-3).
 /// A NULL `completion` is ignored (DriverKit itself would dereference it).
 inline void CompleteMeasure(
     IOUserClient* client,
@@ -379,7 +380,7 @@ inline void CompleteMeasure(
 }
 
 /// Completes a `sample` call: sends `result` and the typed payload to the client
-/// through `AsyncCompletion` (at most 16 values, driverkit-facts §4.1-3).
+/// through `AsyncCompletion` (at most 16 values, docs/driverkit.md §4.1-3).
 /// A NULL `completion` is ignored (DriverKit itself would dereference it).
 inline void CompleteSample(
     IOUserClient* client,
@@ -426,7 +427,7 @@ inline void CompleteSample(
 }
 
 /// Completes a `start` call: sends `result` and the typed payload to the client
-/// through `AsyncCompletion` (at most 16 values, driverkit-facts §4.1-3).
+/// through `AsyncCompletion` (at most 16 values, docs/driverkit.md §4.1-3).
 /// A NULL `completion` is ignored (DriverKit itself would dereference it).
 inline void CompleteStart(
     IOUserClient* client,
@@ -447,7 +448,7 @@ inline void CompleteStart(
 }
 
 /// Completes a `maybe_async` call: sends `result` and the typed payload to the client
-/// through `AsyncCompletion` (at most 16 values, driverkit-facts §4.1-3).
+/// through `AsyncCompletion` (at most 16 values, docs/driverkit.md §4.1-3).
 /// A NULL `completion` is ignored (DriverKit itself would dereference it).
 inline void CompleteMaybeAsync(IOUserClient* client, OSAction* completion, IOReturn result)
 {
@@ -463,7 +464,7 @@ inline void CompleteMaybeAsync(IOUserClient* client, OSAction* completion, IORet
 namespace detail {
 
 /// The structure input's bytes, inline (OSData, up to 4096 bytes) or through a
-/// read-only mapping of `structureInputDescriptor` (above 4096 bytes, driverkit-facts
+/// read-only mapping of `structureInputDescriptor` (above 4096 bytes, docs/driverkit.md
 /// §3.2-5). `*map` is set when a mapping was made; the caller releases it.
 inline kern_return_t StructureInput(IOUserClientMethodArguments* arguments, IOMemoryMap** map,
                                     const uint8_t** bytes, uint64_t* length)
@@ -497,7 +498,7 @@ inline kern_return_t StructureInput(IOUserClientMethodArguments* arguments, IOMe
 }
 
 /// A writable mapping of `structureOutputDescriptor`, present when the client offered
-/// more than 4096 bytes of output (driverkit-facts §3.3-2); at least `size` bytes.
+/// more than 4096 bytes of output (docs/driverkit.md §3.3-2); at least `size` bytes.
 inline kern_return_t StructureOutputMapping(IOUserClientMethodArguments* arguments, uint64_t size,
                                             IOMemoryMap** map)
 {
@@ -527,7 +528,7 @@ inline kern_return_t CheckStructureOutput(IOUserClientMethodArguments* arguments
 }
 
 /// Returns `size` bytes of structure output: in an OSData when the client's buffer is
-/// inline, or by copying into the output descriptor (driverkit-facts §3.3).
+/// inline, or by copying into the output descriptor (docs/driverkit.md §3.3).
 inline kern_return_t ReturnStructure(IOUserClientMethodArguments* arguments, const void* bytes,
                                      uint64_t size)
 {
@@ -931,7 +932,7 @@ inline kern_return_t StaticHandleReadLog(OSObject* target, void* reference,
         return kIOReturnBadArgument;
     }
     const uint32_t max_lines = static_cast<uint32_t>(arguments->scalarInput[0]);
-    // Only the var-output call can take a result of any size (driverkit-facts §3.3-3).
+    // Only the var-output call can take a result of any size (docs/driverkit.md §3.3-3).
     if (arguments->structureOutputMaximumSize != kIOUserClientVariableStructureSize) {
         return kIOReturnBadArgument;
     }
@@ -1058,7 +1059,7 @@ inline kern_return_t StaticHandleMaybeAsync(OSObject* target, void* reference,
     return HandleMaybeAsync(target, x, arguments->completion);
 }
 
-// MARK: - Dispatch table (driverkit-facts §2.2)
+// MARK: - Dispatch table (docs/driverkit.md §2.2)
 
 /// What DriverKit checks before each thunk runs, indexed by selector: the exact
 /// counts and sizes the schema declares; kIOUserClientVariableStructureSize only
@@ -1233,7 +1234,7 @@ inline kern_return_t Handshake(IOUserClientMethodArguments* arguments)
 ///         return shapes::ExternalMethod(this, selector, arguments);
 ///     }
 ///
-/// DriverKit does not bounds-check selectors (driverkit-facts §2.2-9), so this does,
+/// DriverKit does not bounds-check selectors (docs/driverkit.md §2.2-9), so this does,
 /// answering unknown and reserved selectors with kIOReturnUnsupported rather than
 /// passing a NULL dispatch entry to DriverKit (§2.2-10).
 inline kern_return_t ExternalMethod(IOUserClient* client, uint64_t selector,
@@ -1261,7 +1262,7 @@ inline kern_return_t ExternalMethod(IOUserClient* client, uint64_t selector,
     return client->IOUserClient::ExternalMethod(selector, arguments, dispatch, client, nullptr);
 }
 
-// MARK: - Client memory (driverkit-facts §5)
+// MARK: - Client memory (docs/driverkit.md §5)
 
 /// The memory types of one user client, each created on first use and the same
 /// descriptor on every later call (§5.1). Keep one in the user client's ivars:

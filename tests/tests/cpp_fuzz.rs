@@ -2,7 +2,7 @@
 //! `tests/cpp/dispatch_fuzz.cpp` sends hostile and well-formed
 //! `IOUserClientMethodArguments` for every method shape of
 //! `tests/schemas/shapes.dextlink` through the shim's `ExternalMethod` path
-//! and checks, against a model of driverkit-facts §2.2 and the schema's
+//! and checks, against a model of docs/driverkit.md §2.2 and the schema's
 //! declared ranges and sizes, that every call that must be refused is refused
 //! before any handler runs, that every well-formed call reaches its handler
 //! with exactly the values sent, and that nothing leaks.

@@ -22,7 +22,7 @@
 // The device answers a request it does not know, or one with the wrong
 // length, by stalling the control pipe (USB 2.0 §9.2.7, "Request Error").
 //
-// Section numbers (§) without "USB 2.0" refer to driverkit-facts.md.
+// Section numbers (§) without "USB 2.0" refer to docs/driverkit.md.
 
 #ifndef FwLoaderDeviceProtocol_h
 #define FwLoaderDeviceProtocol_h

@@ -17,8 +17,8 @@
 //     stand in for the SDK and shim/FwLoaderUserClient.h for the iig output
 //     (examples/fwloader/tests/dext_sources.rs does this).
 //
-// Section numbers (§) refer to driverkit-facts.md, the project's DriverKit
-// fact sheet.  The device protocol (request codes, layouts, timeouts) is in
+// Section numbers (§) refer to docs/driverkit.md, the project's DriverKit
+// reference.  The device protocol (request codes, layouts, timeouts) is in
 // FwLoaderDeviceProtocol.h.
 //
 // BEHAVIOUR

@@ -6,7 +6,7 @@
 //!   buffer of `SLOT_COUNT × SLOT_SIZE` bytes; each slot's descriptor
 //!   ([`IoBuffer`], a range of it) is made then too and reused for every
 //!   transfer. `CopyClientMemoryForType(0)` hands the client the ring,
-//!   read-write (driverkit-facts §5).
+//!   read-write (docs/driverkit.md §5).
 //! - `submit` refuses a slot already in flight (`kIOReturnBusy`), keeps the
 //!   client's completion, and queues `AsyncIO` of the slot's first `len`
 //!   bytes with a transfer timeout. The generated dispatch has already

@@ -20,8 +20,8 @@
 //     stands in for DriverKit and shim/NullDriverUserClient.h for the iig
 //     output (examples/null_driver/tests/dext_sources.rs does this).
 //
-// Section numbers (§) refer to driverkit-facts.md, the project's DriverKit
-// fact sheet.
+// Section numbers (§) refer to docs/driverkit.md, the project's DriverKit
+// reference.
 
 #ifdef DEXTLINK_DRIVERKIT_SHIM
 #include <dextlink/driverkit_shim.h>

@@ -100,7 +100,7 @@ constexpr IOUserClientMethodDispatch externalMethodChecks[NumberOfExternalMethod
 // ---------------------------------------------------------------------------
 
 /// The five fields DriverKit checks before calling `function`
-/// (driverkit-facts §2.2), compared one by one.
+/// (docs/driverkit.md §2.2), compared one by one.
 constexpr bool SameChecks(const IOUserClientMethodDispatch& generated, const IOUserClientMethodDispatch& sample)
 {
     return generated.checkCompletionExists == sample.checkCompletionExists &&

@@ -14,5 +14,5 @@ pub use crate::null_driver::{DataStruct, NullDriver};
 /// The sample's `OversizedDataStruct`: a `DataStruct` followed by 511 more
 /// words, 4104 bytes — over the 4096 bytes that travel inline, so the
 /// "Large Struct" buttons send and receive it through memory descriptors
-/// (driverkit-facts §3.1-1, §3.2-5).
+/// (docs/driverkit.md §3.1-1, §3.2-5).
 pub const OVERSIZED_LEN: usize = 16 + 511 * 8;

@@ -3,7 +3,7 @@
 //!
 //! [`CppDext::load`] does what DriverKit does with a dext bundle: loads its
 //! code, reads its `Info.plist`, and for every personality makes the
-//! `IOUserClass` on its provider, then `init` and `Start` (driverkit-facts
+//! `IOUserClass` on its provider, then `init` and `Start` (docs/driverkit.md
 //! §9). A service is findable, by its `IOUserClass` name, only once it
 //! called `RegisterService` (§9-3). Opening a connection calls the
 //! service's `NewUserClient`; closing it calls the user client's `Stop`,
@@ -72,7 +72,7 @@ impl fmt::Display for HostError {
             HostError::NotRegistered { service } => write!(
                 f,
                 "service {service:?} not found: it started but did not call RegisterService, \
-                 so clients cannot find it (driverkit-facts §9-3)"
+                 so clients cannot find it (docs/driverkit.md §9-3)"
             ),
         }
     }
@@ -251,7 +251,7 @@ impl CppDext {
 }
 
 impl CppDext {
-    /// What exit does to a dext (driverkit-facts §9): stops and releases
+    /// What exit does to a dext (docs/driverkit.md §9): stops and releases
     /// every service now, even while handles to it remain (they then fail
     /// to open with kIOReturnNotAttached), and prints the runtime's leak
     /// report to stderr if anything is still alive. For a server about to
@@ -304,7 +304,7 @@ impl sim::Driver for CppService {
 
 /// What identifies a memory descriptor's backing across calls: the memfd's
 /// inode and the range, so that a type the dext answers with the same
-/// descriptor gives the client the same mapping (driverkit-facts §5.1).
+/// descriptor gives the client the same mapping (docs/driverkit.md §5.1).
 type MemoryKey = (u64, u64, u64, u64);
 
 /// A user client of a [`CppService`] (an `IOUserClient` subclass in C++).

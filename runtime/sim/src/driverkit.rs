@@ -518,7 +518,7 @@ impl Service {
         self.0.is_kind_of(class_name)
     }
 
-    /// Whether it called `RegisterService` (findable by clients, driverkit-facts §9-3).
+    /// Whether it called `RegisterService` (findable by clients, docs/driverkit.md §9-3).
     pub fn is_registered(&self) -> bool {
         // SAFETY: a live object.
         unsafe { ffi::dextlink_host_service_is_registered(self.0.as_ptr()) != 0 }
@@ -644,7 +644,7 @@ impl UserClient {
     }
 
     /// Whether its provider is the service whose NewUserClient made it
-    /// (driverkit-facts §9-1).
+    /// (docs/driverkit.md §9-1).
     pub fn provider_is_service(&self) -> bool {
         self.provider_is_service
     }
@@ -657,7 +657,7 @@ impl UserClient {
     /// An async call: `on_completion` runs for every `AsyncCompletion` the
     /// dext sends with this call's action, on the dext's thread, for as long
     /// as this user client lives (a retained action may complete many times,
-    /// driverkit-facts §9-7).
+    /// docs/driverkit.md §9-7).
     pub fn call_async(
         &self,
         call: &Call<'_>,
@@ -762,7 +762,7 @@ impl UserClient {
             ffi::dextlink_host_copy_client_memory(self.object.as_ptr(), kind, &mut raw)
         })?;
         // SAFETY: the fd is the descriptor's memfd, open while the user
-        // client keeps the descriptor (driverkit-facts §9-5); dup makes ours.
+        // client keeps the descriptor (docs/driverkit.md §9-5); dup makes ours.
         let duplicate = unsafe { libc::fcntl(raw.fd, libc::F_DUPFD_CLOEXEC, 0) };
         if duplicate < 0 {
             return Err(IoReturn::NO_RESOURCES);

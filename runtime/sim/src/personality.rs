@@ -1,7 +1,7 @@
 //! A dext's `Info.plist`: its `IOKitPersonalities`, as the simulator starts them.
 //!
 //! On a Mac the kernel matches each personality against the registry and
-//! starts its `IOUserClass` on the provider it matched (driverkit-facts §9).
+//! starts its `IOUserClass` on the provider it matched (docs/driverkit.md §9).
 //! Here a personality names its provider class (`IOProviderClass`) and the
 //! host gives the service a stand-in for it ([`Provider`]). Every key of a
 //! personality is kept and handed to the service as its properties;

@@ -1,7 +1,7 @@
 //! DriverKit's dispatch rules for the C++ runtime: its
 //! `IOUserClient::ExternalMethod` calls [`dextlink_driverkit_check_dispatch`]
 //! so that a C++ dext and a Rust model are held to the same checks
-//! (`dextlink::server::check_dispatch`, driverkit-facts §2.2).
+//! (`dextlink::server::check_dispatch`, docs/driverkit.md §2.2).
 
 use dextlink::server::{CallShape, DispatchChecks, check_dispatch};
 

@@ -131,7 +131,7 @@ fn decode(completed: Completed) -> Result<Vec<u64>, Error> {
 fn checks(transport: &dyn Transport) {
     // Scalars in and out.
     assert_eq!(call_scalars(transport, 0, &[41], 1).unwrap(), vec![42]);
-    // The dispatch table's counts are enforced (driverkit-facts §2.2-2..5, 8).
+    // The dispatch table's counts are enforced (docs/driverkit.md §2.2-2..5, 8).
     assert_eq!(
         call_scalars(transport, 0, &[41, 1], 1).unwrap_err(),
         CallError::Status(IoReturn::BAD_ARGUMENT)

@@ -40,7 +40,7 @@ use crate::{IoReturn, StructOutput};
 const MAIN_PORT_DEFAULT: mach_port_t = MACH_PORT_NULL;
 
 /// `kIOConnectMethodVarOutputSize` as the `size_t` IOKitLib compares it with
-/// (driverkit-facts §1 limit 5, §3.1-2).
+/// (docs/driverkit.md §1 limit 5, §3.1-2).
 const VAR_OUTPUT_SIZE: usize = kIOConnectMethodVarOutputSize as isize as usize;
 
 fn task_self() -> mach_port_t {
@@ -150,7 +150,7 @@ impl ServiceNotification {
 /// `Send` and `Sync` (it is a port name): IOKitLib's calls on a connection
 /// are MIG requests that use the calling thread's reply port, so several
 /// threads may call at once; DriverKit serialises them in the dext
-/// (driverkit-facts §2.2-11). It is closed once, on drop.
+/// (docs/driverkit.md §2.2-11). It is closed once, on drop.
 #[derive(Debug)]
 pub(super) struct Connection(io_connect_t);
 
@@ -185,7 +185,7 @@ impl Connection {
 
     /// `IOConnectCallMethod`, or `IOConnectCallAsyncMethod` when `wake` gives
     /// a wake port and the reference slots, with exactly these counts and
-    /// sizes (driverkit-facts §3.1).
+    /// sizes (docs/driverkit.md §3.1).
     ///
     /// `StructOutput::Variable` uses `kIOConnectMethodVarOutputSize`: IOKitLib
     /// returns a buffer that MIG mapped into this task, which is copied into
@@ -427,7 +427,7 @@ impl Drop for NotificationPort {
 }
 
 /// Room for one received message: the largest async completion is 232 bytes
-/// (driverkit-facts §4.2-5), plus a trailer. Larger messages are dropped.
+/// (docs/driverkit.md §4.2-5), plus a trailer. Larger messages are dropped.
 #[repr(C, align(8))]
 pub(super) struct MessageBuffer([u8; 1024]);
 

@@ -1,5 +1,5 @@
 //! The async completion message the kernel sends to a wake port, parsed
-//! from its bytes (driverkit-facts §4.2-4, §4.2-5, §4.3-4).
+//! from its bytes (docs/driverkit.md §4.2-4, §4.2-5, §4.3-4).
 //!
 //! Layout for a 64-bit receiver (XNU `OSMessageNotification.h`, the
 //! `ReplyMsg` of `IOUserClient::_sendAsyncResult64`):

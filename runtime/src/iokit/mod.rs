@@ -48,7 +48,7 @@ pub struct OpenOptions {
 ///
 /// `IoKit` is `Send` and `Sync`: calls from several threads at once are
 /// sound (each is a MIG request on the calling thread's reply port, and
-/// DriverKit serialises them in the dext, driverkit-facts §2.2-11); the
+/// DriverKit serialises them in the dext, docs/driverkit.md §2.2-11); the
 /// completion table and the mapping table are behind mutexes.
 pub struct IoKit {
     // Field order is drop order: close the connection first (the kernel then
@@ -90,7 +90,7 @@ impl IoKit {
     ///
     /// Fails with [`Error::NotFound`] if no such service appears, and with
     /// [`Error::NotPermitted`] when DriverKit refuses this app the connection
-    /// (a missing entitlement, driverkit-facts §2.2-12).
+    /// (a missing entitlement, docs/driverkit.md §2.2-12).
     pub fn open(service_name: &str, options: OpenOptions) -> Result<IoKit, Error> {
         let service = find_service(service_name, options.wait)?;
         let connection = Connection::open(&service, options.user_client_type).map_err(|code| {
@@ -280,7 +280,7 @@ unsafe impl Transport for IoKit {
     ///
     /// `read_only` comes from the protection `mach_vm_region` reports for the
     /// mapped range: the kernel maps a type read-only when the dext set
-    /// `kIOUserClientMemoryReadOnly` (driverkit-facts §5.1, §5.3), and the
+    /// `kIOUserClientMemoryReadOnly` (docs/driverkit.md §5.1, §5.3), and the
     /// client cannot ask otherwise.
     fn map_memory(&self, memory_type: u32) -> Result<MappedRegion<'_>, Error> {
         let memory_error = |detail: String| Error::Memory { memory_type, detail };

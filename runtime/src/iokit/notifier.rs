@@ -4,7 +4,7 @@
 //!
 //! Routing: an async call passes `reference[0..3]` (`kIOAsyncCalloutCount`,
 //! as Apple's sample does). The kernel overwrites `[0]` with the wake port
-//! (driverkit-facts §4.2-1) and sends it back as 0; `[1]`, which IOKitLib's
+//! (docs/driverkit.md §4.2-1) and sends it back as 0; `[1]`, which IOKitLib's
 //! own dispatcher would call as a function, holds [`ROUTE_SENTINEL`]; `[2]`
 //! (`kIOAsyncCalloutRefconIndex`) holds a connection-local call id. Messages
 //! are parsed here, never dispatched through IOKitLib.

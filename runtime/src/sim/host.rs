@@ -2,7 +2,7 @@
 //! the dext's process.
 //!
 //! The copies are the ones the kernel makes (copyin of the inputs, copyout
-//! of the reply, driverkit-facts §3.2). The client's structure output buffer
+//! of the reply, docs/driverkit.md §3.2). The client's structure output buffer
 //! travels both ways: the dext may read what it holds (an out-of-line
 //! output is a mapping of the client's buffer) and the buffer comes back
 //! exactly as [`kernel::deliver`] leaves it — written on success, untouched

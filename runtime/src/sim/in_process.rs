@@ -13,7 +13,7 @@ use crate::{Call, CallError, CompletionSlot, Error, IoReturn, MappedRegion, Repl
 /// One user client of a dext running in this process.
 ///
 /// The user client runs on a thread of its own, its `ExternalMethod` queue:
-/// calls are copied in, run there one at a time (driverkit-facts §2.2-11)
+/// calls are copied in, run there one at a time (docs/driverkit.md §2.2-11)
 /// and copied back, as the kernel does between an app and a dext. Clients
 /// opened through one [`Simulator`](super::Simulator) share its driver and
 /// run side by side.
@@ -21,7 +21,7 @@ use crate::{Call, CallError, CompletionSlot, Error, IoReturn, MappedRegion, Repl
 /// Dropping the transport is closing the connection: the user client is
 /// stopped, every completion still outstanding ends with
 /// [`Error::Disconnected`], and later completions from the dext are no-ops
-/// (driverkit-facts §4.3-5).
+/// (docs/driverkit.md §4.3-5).
 pub struct InProcess<U> {
     user_client: Arc<Mutex<U>>,
     /// The queue of the user client's thread; `None` once closed.

@@ -1,4 +1,4 @@
-//! The layers between an app and a dext, as driverkit-facts §3 and §4
+//! The layers between an app and a dext, as docs/driverkit.md §3 and §4
 //! describe them: how a client call becomes the dext's arguments, and how
 //! the dext's answer becomes the client's reply.
 
@@ -6,7 +6,7 @@ use crate::completion::MAX_COMPLETION_VALUES;
 use crate::server::{Arguments, AsyncCompletion, StructureInput, VARIABLE};
 use crate::{Call, CallError, IoReturn, Reply, StructOutput};
 
-/// `io_struct_inband_t` (driverkit-facts §1 limit 1).
+/// `io_struct_inband_t` (docs/driverkit.md §1 limit 1).
 pub const INBAND_MAX: usize = 4096;
 
 /// Scalars on the wire, in and out (§1 limit 2).
@@ -157,7 +157,7 @@ pub fn deliverable(values: &[u64]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    //! The rows of driverkit-facts §3.4, one by one.
+    //! The rows of docs/driverkit.md §3.4, one by one.
 
     use super::*;
 

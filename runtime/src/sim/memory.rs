@@ -4,7 +4,7 @@
 //! model, as an `IOBufferMemoryDescriptor` is memory the dext owns. A client
 //! maps the same file again — in this process, or in another one after the
 //! descriptor travelled over the socket — so both sides see one set of pages,
-//! as `IOConnectMapMemory64` gives (driverkit-facts §5.2-3). A read-only
+//! as `IOConnectMapMemory64` gives (docs/driverkit.md §5.2-3). A read-only
 //! memory type is mapped `PROT_READ` in the client, so a write there faults
 //! as it would on a Mac (`kIOUserClientMemoryReadOnly` → `kIOMapReadOnly`, §5.1).
 
@@ -21,7 +21,7 @@ use crate::MappedRegion;
 use memmap2::{MmapOptions, MmapRaw};
 
 /// A zeroed, page-aligned buffer shared through a file descriptor, like an
-/// `IOBufferMemoryDescriptor` (driverkit-facts §5.7: its length starts at
+/// `IOBufferMemoryDescriptor` (docs/driverkit.md §5.7: its length starts at
 /// its capacity).
 #[derive(Debug)]
 pub struct SharedMemory {
@@ -199,7 +199,7 @@ impl ClientMap {
 
 /// A client's mappings, by the [`SharedMemory::identity`] of what they map,
 /// each with the number of live regions of it: mapping one descriptor again
-/// gives the same range (IOKit without `kIOMapUnique`, driverkit-facts §5.3),
+/// gives the same range (IOKit without `kIOMapUnique`, docs/driverkit.md §5.3),
 /// and the last region dropped unmaps it.
 #[derive(Debug, Default)]
 pub(crate) struct ClientMaps {

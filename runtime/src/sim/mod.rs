@@ -14,7 +14,7 @@
 //! [`kernel`] is what sits between an app and a dext (IOKitLib, the kernel's
 //! MIG handlers and the `IOUserUserClient` proxy, the iig stubs): it shapes a
 //! client call into the [`Arguments`] a dext receives and applies the return
-//! rules to what comes back (driverkit-facts §3).
+//! rules to what comes back (docs/driverkit.md §3).
 //!
 //! Behind the dext sits the hardware: [`usb`] models its `IOUSBHostPipe`
 //! (a bulk OUT pipe with a link rate and injected faults), [`flash`] the
@@ -22,7 +22,7 @@
 //!
 //! # Rules and the tests that hold the simulator to them
 //!
-//! | driverkit-facts | rule | test |
+//! | docs/driverkit.md | rule | test |
 //! |---|---|---|
 //! | §2.2-1 | completion present exactly for async calls; checkCompletionExists true/0/-1U | `server::tests::completion_check_follows_the_header_contract`; `shapes_roundtrip::dext_refuses_completion_mismatches`, `completion_any_accepts_calls_with_and_without_a_completion` |
 //! | §2.2-2..5, 7 | the four count/size checks, only `0xffffffff` is don't-care, 0 is exact; the output check compares the capacity offered | `server::tests::zero_is_an_exact_check_and_variable_is_dont_care`; `shapes_roundtrip::dext_refuses_wrong_counts_and_sizes`; `sim_rules::count_and_size_checks_refuse_wrong_shapes_in_both_modes` |
@@ -84,7 +84,7 @@ pub struct ClientMemory {
 
 /// A dext's user client (an `IOUserClient` subclass), as the simulator drives it.
 pub trait UserClient: Send + 'static {
-    /// `ExternalMethod`: called one at a time per user client (driverkit-facts §2.2-11).
+    /// `ExternalMethod`: called one at a time per user client (docs/driverkit.md §2.2-11).
     fn external_method(&mut self, selector: u64, arguments: &mut Arguments<'_>) -> IoReturn;
 
     /// `CopyClientMemoryForType`: the same memory for a type on every call

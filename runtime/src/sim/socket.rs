@@ -2,7 +2,7 @@
 //! transport clients use to reach it.
 //!
 //! Each connection is one user client, served on a thread of its own, so
-//! calls into it run one at a time (driverkit-facts §2.2-11) while other
+//! calls into it run one at a time (docs/driverkit.md §2.2-11) while other
 //! connections run side by side. Completions are written back on the
 //! connection whenever the dext sends them; once the client is gone they
 //! are dropped, as DriverKit drops completions for a dead client (§4.3-5).

@@ -1,7 +1,7 @@
 //! A simulated USB bulk OUT pipe: the simulator's `IOUSBHostPipe`.
 //!
 //! A dext model uploads through a [`BulkOutPipe`] as a real dext does
-//! through `IOUSBHostPipe::AsyncIO` (driverkit-facts §6): each transfer names
+//! through `IOUSBHostPipe::AsyncIO` (docs/driverkit.md §6): each transfer names
 //! a range of dext memory ([`IoBuffer`], an `IOMemoryDescriptor`) and a
 //! [`Completion`] (`CompleteAsyncIO`). A thread of the pipe's own runs the
 //! transfers one after another, in the order they were queued, and hands
@@ -30,7 +30,7 @@
 //!
 //! # Rules and the tests that hold the pipe to them
 //!
-//! | driverkit-facts | rule | test |
+//! | docs/driverkit.md | rule | test |
 //! |---|---|---|
 //! | §6-4 | `Ok` means the completion will be called, exactly once; an error means never | `bad_lengths_are_bad_argument_and_never_complete`, `queue_beyond_max_in_flight_is_no_resources` |
 //! | §6-4 | the length must be `<= dataBuffer->getLength()` | `bad_lengths_are_bad_argument_and_never_complete` |
@@ -64,7 +64,7 @@ pub struct LinkModel {
     /// Link time each transfer costs besides its bytes (scheduling, handshakes).
     pub per_transfer_overhead: Duration,
     /// Transfers the host controller queues on the pipe; `async_io` beyond it
-    /// fails with `kIOReturnNoResources`. (driverkit-facts §6-6: the real limit
+    /// fails with `kIOReturnNoResources`. (docs/driverkit.md §6-6: the real limit
     /// is not published.)
     pub max_in_flight: usize,
 }
@@ -756,7 +756,7 @@ impl BulkOutPipe {
 
     /// `IOUSBHostPipe::AsyncIO`: queues `len` bytes from the start of
     /// `buffer`. `Ok` means `completion` will be called exactly once, later,
-    /// on the pipe's thread (driverkit-facts §6-4: "kIOReturnSuccess if the
+    /// on the pipe's thread (docs/driverkit.md §6-4: "kIOReturnSuccess if the
     /// completion will be called in the future"). On an error it is never
     /// called:
     ///
@@ -801,7 +801,7 @@ impl BulkOutPipe {
     }
 
     /// `IOUSBHostPipe::Abort`: every queued transfer, and the one on the
-    /// wire, completes with `with_error` and 0 bytes (driverkit-facts §6-3
+    /// wire, completes with `with_error` and 0 bytes (docs/driverkit.md §6-3
     /// says to pass `kIOReturnAborted`). Does not wait for the completions
     /// (`kAbortAsynchronous`); they run on the pipe's thread, in order,
     /// before any transfer queued after this call. A transfer the device is
@@ -814,7 +814,7 @@ impl BulkOutPipe {
     }
 
     /// `ClearStall`: all pending IO on the endpoint is aborted
-    /// (`kIOReturnAborted`), then the halt is cleared (driverkit-facts §6-4).
+    /// (`kIOReturnAborted`), then the halt is cleared (docs/driverkit.md §6-4).
     pub fn clear_stall(&self) {
         let shared = &self.inner.shared;
         let mut state = lock(&shared.state);
@@ -994,7 +994,7 @@ impl Shared {
             Some(FaultKind::Stall) => (IoReturn::USB_HOST_PIPE_STALLED, 0),
             Some(FaultKind::Timeout) => {
                 let deadline = match timeout_ms {
-                    0 => None, // No timeout (driverkit-facts §6-1): wait for an abort.
+                    0 => None, // No timeout (docs/driverkit.md §6-1): wait for an abort.
                     ms => Instant::now().checked_add(Duration::from_millis(u64::from(ms))),
                 };
                 let outcome = match self.wait_on_wire(deadline) {

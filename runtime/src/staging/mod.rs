@@ -19,7 +19,7 @@
 //!
 //! | what comes back | what the pipeline does |
 //! |---|---|
-//! | a stall (`kUSBHostReturnPipeStalled`, driverkit-facts §6-7) | the dext has cleared it; resubmit the slot (bounded, counted as a stall) |
+//! | a stall (`kUSBHostReturnPipeStalled`, docs/driverkit.md §6-7) | the dext has cleared it; resubmit the slot (bounded, counted as a stall) |
 //! | `kIOReturnAborted` while not cancelling | another slot's stall was cleared, which aborts all pending IO (§6-4): resubmit (counted as aborted) |
 //! | `kIOReturnTimeout` | resubmit (bounded, counted as a timeout: a timeout is not a cancellation) |
 //! | fewer bytes than submitted | rewrite the slot to hold the rest and send it (counted as short) |

@@ -12,7 +12,7 @@
  *   model of <DriverKit/IODispatchQueue.h>, <DriverKit/IODispatchSource.h>,
  *   <DriverKit/IOTimerDispatchSource.h>, OSAction::Cancel,
  *   IOService::Start/Stop/CopyDispatchQueue and clock_gettime_nsec_np
- *   (everything tagged "[runtime]" below).  The facts sheet does not cover
+ *   (everything tagged "[runtime]" below).  The DriverKit reference does not cover
  *   these: their declarations follow Apple's public DriverKit headers (the
  *   iig output of OSObject.iig, OSAction.iig, IOService.iig,
  *   IODispatchQueue.iig, IODispatchSource.iig, IOTimerDispatchSource.iig),
@@ -27,12 +27,12 @@
  *       #endif
  *
  * AUTHORITY
- *   Every rule here follows /work/shared/driverkit-facts.md ("the facts
- *   sheet").  Section numbers are cited next to each rule as
- *   "driverkit-facts §X.Y-N" (section X.Y, item N).  Where the facts sheet
+ *   Every rule here follows docs/driverkit.md, the project's
+ *   DriverKit reference.  Section numbers are cited next to each rule as
+ *   "docs/driverkit.md §X.Y-N" (section X.Y, item N).  Where the DriverKit reference
  *   marks a behaviour UNVERIFIED (libDriverKit is closed source), the shim
- *   implements the sheet's best guess and says "UNVERIFIED" right there.
- *   A few rules come from xnu source beyond the sheet; they say "xnu:".
+ *   implements the reference's reading and says "UNVERIFIED" right there.
+ *   A few rules come from xnu source beyond the reference; they say "xnu:".
  *
  * WHAT IS SIMPLIFIED VERSUS REAL DRIVERKIT
  *   - No IPC.  There is no kernel, no Mach message, no RPC stub: a "call" is a
@@ -76,34 +76,34 @@
 #define DEXTLINK_DRIVERKIT_SHIM_VERSION 1
 
 /* ======================================================================== */
-/* 1. kern_return_t / IOReturn (driverkit-facts §7)                          */
+/* 1. kern_return_t / IOReturn (docs/driverkit.md §7)                          */
 /* ======================================================================== */
 
 typedef int32_t  kern_return_t;
-typedef kern_return_t IOReturn;          // driverkit-facts §7-3
+typedef kern_return_t IOReturn;          // docs/driverkit.md §7-3
 typedef uint32_t IOOptionBits;
 
 #ifndef KERN_SUCCESS
 #define KERN_SUCCESS 0
 #endif
 
-// Bit layout | system(6) | subsystem(12) | code(14) |  (driverkit-facts §7-1).
+// Bit layout | system(6) | subsystem(12) | code(14) |  (docs/driverkit.md §7-1).
 // Written with unsigned arithmetic so the shifts are well defined and
 // -Wconversion clean; the final codes are cast to IOReturn (int32).
 #ifndef err_system
-#define err_system(x) ((uint32_t)(((uint32_t)(x) & 0x3fu) << 26))     // driverkit-facts §7-1
+#define err_system(x) ((uint32_t)(((uint32_t)(x) & 0x3fu) << 26))     // docs/driverkit.md §7-1
 #endif
 #ifndef err_sub
-#define err_sub(x)    ((uint32_t)(((uint32_t)(x) & 0xfffu) << 14))    // driverkit-facts §7-1
+#define err_sub(x)    ((uint32_t)(((uint32_t)(x) & 0xfffu) << 14))    // docs/driverkit.md §7-1
 #endif
-#define sys_iokit                 err_system(0x38)       // 0xE0000000, driverkit-facts §7-2
-#define sub_iokit_common          err_sub(0)             // 0, driverkit-facts §7-2
-#define sub_iokit_usb             err_sub(1)             // 0x4000, driverkit-facts §7-2
-#define sub_iokit_vendor_specific err_sub(-2)            // driverkit-facts §7-2
-#define iokit_common_err(r)       ((IOReturn)(sys_iokit | sub_iokit_common | (uint32_t)(r)))  // driverkit-facts §7-2
-#define iokit_family_err(sub, r)  ((IOReturn)(sys_iokit | (uint32_t)(sub) | (uint32_t)(r)))   // driverkit-facts §7-2
+#define sys_iokit                 err_system(0x38)       // 0xE0000000, docs/driverkit.md §7-2
+#define sub_iokit_common          err_sub(0)             // 0, docs/driverkit.md §7-2
+#define sub_iokit_usb             err_sub(1)             // 0x4000, docs/driverkit.md §7-2
+#define sub_iokit_vendor_specific err_sub(-2)            // docs/driverkit.md §7-2
+#define iokit_common_err(r)       ((IOReturn)(sys_iokit | sub_iokit_common | (uint32_t)(r)))  // docs/driverkit.md §7-2
+#define iokit_family_err(sub, r)  ((IOReturn)(sys_iokit | (uint32_t)(sub) | (uint32_t)(r)))   // docs/driverkit.md §7-2
 
-// driverkit-facts §7-3 and the §7 table (values computed from the macros).
+// docs/driverkit.md §7-3 and the §7 table (values computed from the macros).
 #define kIOReturnSuccess          KERN_SUCCESS
 #define kIOReturnError            ((IOReturn)0xE00002BC)   // general error
 #define kIOReturnNoMemory         ((IOReturn)0xE00002BD)   // can't allocate memory
@@ -158,32 +158,32 @@ typedef uint32_t IOOptionBits;
 #define kIOReturnNotFound         ((IOReturn)0xE00002F0)   // data was not found
 #define kIOReturnInvalid          ((IOReturn)0xE0000001)   // should never be seen
 
-// USB status codes (driverkit-facts §6-7).
-#define iokit_usbhost_err(m)      iokit_family_err(sub_iokit_usb, (1u << 12) | ((uint32_t)(m) & 0xfffu))  // driverkit-facts §6-7
-#define kUSBHostReturnPipeStalled ((IOReturn)0xE0005000)   // modern stall code, driverkit-facts §6-7
-#define iokit_usb_err(x)          ((IOReturn)(sys_iokit | sub_iokit_usb | (uint32_t)(x)))                 // legacy, driverkit-facts §6-7
-#define kIOUSBPipeStalled         ((IOReturn)0xE000404F)   // legacy stall code, driverkit-facts §6-7
-#define kIOUSBTransactionTimeout  ((IOReturn)0xE0004051)   // legacy, driverkit-facts §6-7
+// USB status codes (docs/driverkit.md §6-7).
+#define iokit_usbhost_err(m)      iokit_family_err(sub_iokit_usb, (1u << 12) | ((uint32_t)(m) & 0xfffu))  // docs/driverkit.md §6-7
+#define kUSBHostReturnPipeStalled ((IOReturn)0xE0005000)   // modern stall code, docs/driverkit.md §6-7
+#define iokit_usb_err(x)          ((IOReturn)(sys_iokit | sub_iokit_usb | (uint32_t)(x)))                 // legacy, docs/driverkit.md §6-7
+#define kIOUSBPipeStalled         ((IOReturn)0xE000404F)   // legacy stall code, docs/driverkit.md §6-7
+#define kIOUSBTransactionTimeout  ((IOReturn)0xE0004051)   // legacy, docs/driverkit.md §6-7
 
 // The literal hex above must agree with the macro construction (§7-2).
-static_assert(sys_iokit == 0xE0000000u, "driverkit-facts §7-2");
-static_assert(sub_iokit_usb == 0x4000u, "driverkit-facts §7-2");
-static_assert(kIOReturnError == iokit_common_err(0x2bc), "driverkit-facts §7");
-static_assert(kIOReturnBadArgument == iokit_common_err(0x2c2), "driverkit-facts §7");
-static_assert(kIOReturnUnsupported == iokit_common_err(0x2c7), "driverkit-facts §7");
-static_assert(kIOReturnNoCompletion == iokit_common_err(0x2ea), "driverkit-facts §7");
-static_assert(kIOReturnNotFound == iokit_common_err(0x2f0), "driverkit-facts §7");
-static_assert(kIOReturnInvalid == iokit_common_err(0x1), "driverkit-facts §7");
-static_assert(kIOReturnBadArgument == -536870206, "driverkit-facts §7");
-static_assert(kUSBHostReturnPipeStalled == iokit_usbhost_err(0x0), "driverkit-facts §6-7");
-static_assert(kIOUSBPipeStalled == iokit_usb_err(0x4f), "driverkit-facts §6-7");
-static_assert(kIOUSBTransactionTimeout == iokit_usb_err(0x51), "driverkit-facts §6-7");
+static_assert(sys_iokit == 0xE0000000u, "docs/driverkit.md §7-2");
+static_assert(sub_iokit_usb == 0x4000u, "docs/driverkit.md §7-2");
+static_assert(kIOReturnError == iokit_common_err(0x2bc), "docs/driverkit.md §7");
+static_assert(kIOReturnBadArgument == iokit_common_err(0x2c2), "docs/driverkit.md §7");
+static_assert(kIOReturnUnsupported == iokit_common_err(0x2c7), "docs/driverkit.md §7");
+static_assert(kIOReturnNoCompletion == iokit_common_err(0x2ea), "docs/driverkit.md §7");
+static_assert(kIOReturnNotFound == iokit_common_err(0x2f0), "docs/driverkit.md §7");
+static_assert(kIOReturnInvalid == iokit_common_err(0x1), "docs/driverkit.md §7");
+static_assert(kIOReturnBadArgument == -536870206, "docs/driverkit.md §7");
+static_assert(kUSBHostReturnPipeStalled == iokit_usbhost_err(0x0), "docs/driverkit.md §6-7");
+static_assert(kIOUSBPipeStalled == iokit_usb_err(0x4f), "docs/driverkit.md §6-7");
+static_assert(kIOUSBTransactionTimeout == iokit_usb_err(0x51), "docs/driverkit.md §6-7");
 
 /* ======================================================================== */
 /* 2. iig annotations and DriverKit helper macros                            */
 /* ======================================================================== */
 
-// iig annotations (driverkit-facts §1 shows them in IOUserClient.iig).  They
+// iig annotations (docs/driverkit.md §1 shows them in IOUserClient.iig).  They
 // mean nothing without iig, so they expand to nothing.  Define
 // DEXTLINK_SHIM_NO_IIG_ANNOTATIONS to suppress them (LOCAL and TARGET are
 // common identifiers).
@@ -388,7 +388,7 @@ inline void os_log_impl(os_log_t log, const char *format, ...)
 #define os_log_fault(log, ...) dextlink_shim::os_log_impl((log), __VA_ARGS__)
 
 /* ======================================================================== */
-/* 3. IOUserClient constants and structures (driverkit-facts §1, verbatim)   */
+/* 3. IOUserClient constants and structures (docs/driverkit.md §1, verbatim)   */
 /* ======================================================================== */
 
 class OSObject;
@@ -486,7 +486,7 @@ inline uint64_t clock_gettime_nsec_np(clockid_t clock)
 }
 #endif
 
-// driverkit-facts §1 (IOUserClient.iig:43-72)
+// docs/driverkit.md §1 (IOUserClient.iig:43-72)
 enum {
 	kIOUserClientScalarArrayCountMax  = 16,
 };
@@ -513,13 +513,13 @@ enum {
 	kIOUserClientVariableStructureSize = 0xffffffff
 };
 
-// driverkit-facts §1 (IOUserClient.iig:75-78)
+// docs/driverkit.md §1 (IOUserClient.iig:75-78)
 enum {
 #define IO_USER_CLIENT_METHOD_ARGUMENTS_CURRENT_VERSION    2
 	kIOUserClientMethodArgumentsCurrentVersion = IO_USER_CLIENT_METHOD_ARGUMENTS_CURRENT_VERSION
 };
 
-// driverkit-facts §1 (IOUserClient.iig:104-123), field order verbatim.
+// docs/driverkit.md §1 (IOUserClient.iig:104-123), field order verbatim.
 struct IOUserClientMethodArguments {
 	uint64_t                        version;
 	uint64_t                        selector;
@@ -541,7 +541,7 @@ typedef kern_return_t (*IOUserClientMethodFunction)(
 	void * reference,
 	IOUserClientMethodArguments * arguments);
 
-// driverkit-facts §1 (IOUserClient.iig:148-155), field order verbatim.
+// docs/driverkit.md §1 (IOUserClient.iig:148-155), field order verbatim.
 struct IOUserClientMethodDispatch {
 	IOUserClientMethodFunction function;
 	uint32_t                   checkCompletionExists;
@@ -552,37 +552,37 @@ struct IOUserClientMethodDispatch {
 };
 
 #if defined(__LP64__)
-// driverkit-facts §1 "Layout (LP64)" tables.
-static_assert(sizeof(IOUserClientMethodArguments) == 336, "driverkit-facts §1 layout");
-static_assert(alignof(IOUserClientMethodArguments) == 8, "driverkit-facts §1 layout");
-static_assert(offsetof(IOUserClientMethodArguments, version) == 0, "driverkit-facts §1 layout");
-static_assert(offsetof(IOUserClientMethodArguments, selector) == 8, "driverkit-facts §1 layout");
-static_assert(offsetof(IOUserClientMethodArguments, completion) == 16, "driverkit-facts §1 layout");
-static_assert(offsetof(IOUserClientMethodArguments, scalarInput) == 24, "driverkit-facts §1 layout");
-static_assert(offsetof(IOUserClientMethodArguments, scalarInputCount) == 32, "driverkit-facts §1 layout");
-static_assert(offsetof(IOUserClientMethodArguments, structureInput) == 40, "driverkit-facts §1 layout");
-static_assert(offsetof(IOUserClientMethodArguments, structureInputDescriptor) == 48, "driverkit-facts §1 layout");
-static_assert(offsetof(IOUserClientMethodArguments, scalarOutput) == 56, "driverkit-facts §1 layout");
-static_assert(offsetof(IOUserClientMethodArguments, scalarOutputCount) == 64, "driverkit-facts §1 layout");
-static_assert(offsetof(IOUserClientMethodArguments, structureOutput) == 72, "driverkit-facts §1 layout");
-static_assert(offsetof(IOUserClientMethodArguments, structureOutputDescriptor) == 80, "driverkit-facts §1 layout");
-static_assert(offsetof(IOUserClientMethodArguments, structureOutputMaximumSize) == 88, "driverkit-facts §1 layout");
-static_assert(offsetof(IOUserClientMethodArguments, __reserved) == 96, "driverkit-facts §1 layout");
-static_assert(sizeof(IOUserClientMethodDispatch) == 32, "driverkit-facts §1 layout");
-static_assert(alignof(IOUserClientMethodDispatch) == 8, "driverkit-facts §1 layout");
-static_assert(offsetof(IOUserClientMethodDispatch, function) == 0, "driverkit-facts §1 layout");
-static_assert(offsetof(IOUserClientMethodDispatch, checkCompletionExists) == 8, "driverkit-facts §1 layout");
-static_assert(offsetof(IOUserClientMethodDispatch, checkScalarInputCount) == 12, "driverkit-facts §1 layout");
-static_assert(offsetof(IOUserClientMethodDispatch, checkStructureInputSize) == 16, "driverkit-facts §1 layout");
-static_assert(offsetof(IOUserClientMethodDispatch, checkScalarOutputCount) == 20, "driverkit-facts §1 layout");
-static_assert(offsetof(IOUserClientMethodDispatch, checkStructureOutputSize) == 24, "driverkit-facts §1 layout");
+// docs/driverkit.md §1 "Layout (LP64)" tables.
+static_assert(sizeof(IOUserClientMethodArguments) == 336, "docs/driverkit.md §1 layout");
+static_assert(alignof(IOUserClientMethodArguments) == 8, "docs/driverkit.md §1 layout");
+static_assert(offsetof(IOUserClientMethodArguments, version) == 0, "docs/driverkit.md §1 layout");
+static_assert(offsetof(IOUserClientMethodArguments, selector) == 8, "docs/driverkit.md §1 layout");
+static_assert(offsetof(IOUserClientMethodArguments, completion) == 16, "docs/driverkit.md §1 layout");
+static_assert(offsetof(IOUserClientMethodArguments, scalarInput) == 24, "docs/driverkit.md §1 layout");
+static_assert(offsetof(IOUserClientMethodArguments, scalarInputCount) == 32, "docs/driverkit.md §1 layout");
+static_assert(offsetof(IOUserClientMethodArguments, structureInput) == 40, "docs/driverkit.md §1 layout");
+static_assert(offsetof(IOUserClientMethodArguments, structureInputDescriptor) == 48, "docs/driverkit.md §1 layout");
+static_assert(offsetof(IOUserClientMethodArguments, scalarOutput) == 56, "docs/driverkit.md §1 layout");
+static_assert(offsetof(IOUserClientMethodArguments, scalarOutputCount) == 64, "docs/driverkit.md §1 layout");
+static_assert(offsetof(IOUserClientMethodArguments, structureOutput) == 72, "docs/driverkit.md §1 layout");
+static_assert(offsetof(IOUserClientMethodArguments, structureOutputDescriptor) == 80, "docs/driverkit.md §1 layout");
+static_assert(offsetof(IOUserClientMethodArguments, structureOutputMaximumSize) == 88, "docs/driverkit.md §1 layout");
+static_assert(offsetof(IOUserClientMethodArguments, __reserved) == 96, "docs/driverkit.md §1 layout");
+static_assert(sizeof(IOUserClientMethodDispatch) == 32, "docs/driverkit.md §1 layout");
+static_assert(alignof(IOUserClientMethodDispatch) == 8, "docs/driverkit.md §1 layout");
+static_assert(offsetof(IOUserClientMethodDispatch, function) == 0, "docs/driverkit.md §1 layout");
+static_assert(offsetof(IOUserClientMethodDispatch, checkCompletionExists) == 8, "docs/driverkit.md §1 layout");
+static_assert(offsetof(IOUserClientMethodDispatch, checkScalarInputCount) == 12, "docs/driverkit.md §1 layout");
+static_assert(offsetof(IOUserClientMethodDispatch, checkStructureInputSize) == 16, "docs/driverkit.md §1 layout");
+static_assert(offsetof(IOUserClientMethodDispatch, checkScalarOutputCount) == 20, "docs/driverkit.md §1 layout");
+static_assert(offsetof(IOUserClientMethodDispatch, checkStructureOutputSize) == 24, "docs/driverkit.md §1 layout");
 #endif
 
 /* ======================================================================== */
-/* 4. Memory constants (driverkit-facts §5.4 - §5.7)                         */
+/* 4. Memory constants (docs/driverkit.md §5.4 - §5.7)                         */
 /* ======================================================================== */
 
-// kIOMap* (driverkit-facts §5-4, XNU IOMapTypes.h)
+// kIOMap* (docs/driverkit.md §5-4, XNU IOMapTypes.h)
 enum {
 	kIOMapAnywhere          = 0x00000001,
 	kIOMapCacheMask         = 0x00000f00,
@@ -603,7 +603,7 @@ enum {
 	kIOMapGuardedLarge      = 0x80000000,
 };
 
-// IOMemoryDescriptor Create options (driverkit-facts §5-5)
+// IOMemoryDescriptor Create options (docs/driverkit.md §5-5)
 enum {
 	kIOMemoryDirectionNone       = 0x00000000,
 	kIOMemoryDirectionIn         = 0x00000001,
@@ -613,8 +613,8 @@ enum {
 	kIOMemoryDisableCopyOnWrite  = 0x00000010
 };
 
-// IOMemoryDescriptor CreateMapping options (driverkit-facts §5-6; the guard
-// names are from XNU IOMemoryDescriptor.iig:54-68, the sheet gives the mask).
+// IOMemoryDescriptor CreateMapping options (docs/driverkit.md §5-6; the guard
+// names are from XNU IOMemoryDescriptor.iig:54-68, docs/driverkit.md §5-6 gives the mask).
 enum {
 	kIOMemoryMapFixedAddress          = 0x00000001,
 	kIOMemoryMapReadOnly              = 0x00000002,
@@ -630,7 +630,7 @@ enum {
 	kIOMemoryMapCacheModeRealTime     = 0x00000800,
 };
 
-// driverkit-facts §5-7 (IOMemoryDescriptor.iig:70-73)
+// docs/driverkit.md §5-7 (IOMemoryDescriptor.iig:70-73)
 struct IOAddressSegment {
 	uint64_t address;
 	uint64_t length;
@@ -849,7 +849,7 @@ public:
 	uint64_t GetLength() { return length_; }
 	uint64_t GetOffset() { return offset_; }
 	// shim-only: true when real DriverKit would have made the mapping
-	// read-only (driverkit-facts §3.3-4).  Not enforced by the shim.
+	// read-only (docs/driverkit.md §3.3-4).  Not enforced by the shim.
 	bool IsReadOnly() const { return read_only_; }
 
 protected:
@@ -879,7 +879,7 @@ public:
 		IOMemoryMap ** map);
 
 	// shim-only: describe existing memory, as the kernel does for an app's
-	// out-of-line buffers (driverkit-facts §3.2-2, §3.2-3).  direction may
+	// out-of-line buffers (docs/driverkit.md §3.2-2, §3.2-3).  direction may
 	// hold kIOMemoryDirection* | kIOMemoryDisableCopyOnWrite; anything else,
 	// or address == NULL with length > 0, returns NULL.  The memory is NOT
 	// owned and must outlive the descriptor and its maps.  Maps of a
@@ -1073,7 +1073,7 @@ public:
 		  completion_count(0), last_completion_action(nullptr), dropped_completion_count(0),
 		  null_action_completion_count(0), completion_lock_(false) {}
 
-	// driverkit-facts §1 (IOUserClient.iig:205-212); base behaviour §2.2.
+	// docs/driverkit.md §1 (IOUserClient.iig:205-212); base behaviour §2.2.
 	virtual kern_return_t
 	ExternalMethod(
 		uint64_t                            selector,
@@ -1082,7 +1082,7 @@ public:
 		OSObject                          * target,
 		void                              * reference);
 
-	// driverkit-facts §1 / §4.1-1.  Pure virtual in DriverKit; here a default
+	// docs/driverkit.md §1 / §4.1-1.  Pure virtual in DriverKit; here a default
 	// that records the completion so tests can observe it.
 	virtual void
 	AsyncCompletion(
@@ -1091,14 +1091,14 @@ public:
 		const IOUserClientAsyncArgumentsArray asyncData,
 		uint32_t                              asyncDataCount);
 
-	// driverkit-facts §1 / §5-1.  Default: kIOReturnUnsupported.
+	// docs/driverkit.md §1 / §5-1.  Default: kIOReturnUnsupported.
 	virtual kern_return_t
 	CopyClientMemoryForType(
 		uint64_t                              type,
 		uint64_t                            * options,
 		IOMemoryDescriptor                 ** memory);
 
-	// driverkit-facts §1 / §5-8.  The shim has no client task: always
+	// docs/driverkit.md §1 / §5-8.  The shim has no client task: always
 	// kIOReturnUnsupported.
 	virtual kern_return_t
 	CreateMemoryDescriptorFromClient(
@@ -1392,7 +1392,7 @@ IOMemoryDescriptor::CreateMapping(uint64_t options, uint64_t address, uint64_t o
 
 	// Read-only when kIOMemoryMapReadOnly is requested or the direction is
 	// exactly kIOMemoryDirectionOut, unless the calling task (the dext)
-	// created the memory (driverkit-facts §3.3-4).
+	// created the memory (docs/driverkit.md §3.3-4).
 	bool readOnly = false;
 	if ((options & kIOMemoryMapReadOnly) != 0 || GetDirection() == kIOMemoryDirectionOut) {
 		if (!created_by_dext_) {
@@ -1400,7 +1400,7 @@ IOMemoryDescriptor::CreateMapping(uint64_t options, uint64_t address, uint64_t o
 		}
 	}
 
-	// Unknown cache mode -> kIOReturnBadArgument (driverkit-facts §5-6).
+	// Unknown cache mode -> kIOReturnBadArgument (docs/driverkit.md §5-6).
 	// xnu CreateMapping_Impl switches on (0xFF00 & options).
 	switch (options & 0xFF00u) {
 	case kIOMemoryMapCacheModeDefault:
@@ -1413,14 +1413,14 @@ IOMemoryDescriptor::CreateMapping(uint64_t options, uint64_t address, uint64_t o
 		return kIOReturnBadArgument;
 	}
 
-	// "Only zero for no alignment is supported" (driverkit-facts §5-6).
+	// "Only zero for no alignment is supported" (docs/driverkit.md §5-6).
 	// Shim strictness: xnu's CreateMapping_Impl does not pass alignment on,
 	// so the error code for a non-zero value is the shim's choice.
 	if (alignment != 0) {
 		return kIOReturnBadArgument;
 	}
 
-	// "Pass zero to map the entire memory" (driverkit-facts §5-6).  As in
+	// "Pass zero to map the entire memory" (docs/driverkit.md §5-6).  As in
 	// xnu createMappingInTask, length 0 means the descriptor's whole
 	// length (not "the rest after offset").  A range outside the descriptor
 	// cannot be mapped: "a failed map -> kIOReturnError" (§5-6).
@@ -1477,7 +1477,7 @@ IOBufferMemoryDescriptor::Create(uint64_t options, uint64_t capacity, uint64_t a
 	}
 	*memory = nullptr;
 	// Any option other than the direction bits -> kIOReturnBadArgument
-	// (driverkit-facts §5-7).
+	// (docs/driverkit.md §5-7).
 	if ((options & ~(uint64_t)kIOMemoryDirectionOutIn) != 0) {
 		return kIOReturnBadArgument;
 	}
@@ -1502,7 +1502,7 @@ IOBufferMemoryDescriptor::Create(uint64_t options, uint64_t capacity, uint64_t a
 	}
 	uintptr_t p = (uintptr_t)block;
 	uintptr_t aligned = (p + (uintptr_t)(align - 1)) & ~(uintptr_t)(align - 1);
-	// Initial length = capacity (driverkit-facts §5-7 "Simulator: initial
+	// Initial length = capacity (docs/driverkit.md §5-7 "Simulator: initial
 	// length = capacity").
 	IOBufferMemoryDescriptor *bmd = new (std::nothrow) IOBufferMemoryDescriptor(
 		reinterpret_cast<uint8_t *>(aligned), capacity, options, block);
@@ -1530,7 +1530,7 @@ inline kern_return_t
 IOBufferMemoryDescriptor::SetLength(uint64_t length)
 {
 	// Always kIOReturnSuccess; length > capacity is silently ignored
-	// (driverkit-facts §5-7).
+	// (docs/driverkit.md §5-7).
 	if (length <= capacity_) {
 		length_ = length;
 	}
@@ -1700,22 +1700,22 @@ IOService::free()
 
 namespace dextlink_shim {
 
-// The check part of the base IOUserClient::ExternalMethod (driverkit-facts
+// The check part of the base IOUserClient::ExternalMethod (docs/driverkit.md
 // §2.2).  Returns kIOReturnSuccess when every check passes.
 inline IOReturn
 applyDispatchChecks(const IOUserClientMethodArguments *arguments, const IOUserClientMethodDispatch *dispatch)
 {
 	// "Variable" is the literal 0xffffffff for all five fields; any other
-	// value, including 0, is an exact check (driverkit-facts §2.2-7).
+	// value, including 0, is an exact check (docs/driverkit.md §2.2-7).
 	const uint32_t dontCare = kIOUserClientVariableStructureSize;
 
 	// Error code for every mismatch: kIOReturnBadArgument -- ASSUMPTION,
-	// UNVERIFIED (driverkit-facts §2.2-8; the kernel twin returns it).
+	// UNVERIFIED (docs/driverkit.md §2.2-8; the kernel twin returns it).
 	// Order: completion first, then the four fields in declaration order
-	// -- ASSUMPTION, UNVERIFIED (driverkit-facts §2.2-8).
+	// -- ASSUMPTION, UNVERIFIED (docs/driverkit.md §2.2-8).
 
 	// checkCompletionExists: non-zero -> completion must be set; 0 -> must
-	// be NULL; 0xffffffff -> don't care (driverkit-facts §2.2-1).
+	// be NULL; 0xffffffff -> don't care (docs/driverkit.md §2.2-1).
 	uint32_t check = dispatch->checkCompletionExists;
 	if (check != dontCare) {
 		bool has = arguments->completion != nullptr;
@@ -1724,14 +1724,14 @@ applyDispatchChecks(const IOUserClientMethodArguments *arguments, const IOUserCl
 		}
 	}
 
-	// checkScalarInputCount == scalarInputCount (driverkit-facts §2.2-2).
+	// checkScalarInputCount == scalarInputCount (docs/driverkit.md §2.2-2).
 	check = dispatch->checkScalarInputCount;
 	if (check != dontCare && check != arguments->scalarInputCount) {
 		return kIOReturnBadArgument;
 	}
 
 	// checkStructureInputSize == length of structureInputDescriptor or
-	// structureInput; 0 when both are NULL (driverkit-facts §2.2-3, §3.2-5).
+	// structureInput; 0 when both are NULL (docs/driverkit.md §2.2-3, §3.2-5).
 	check = dispatch->checkStructureInputSize;
 	if (check != dontCare) {
 		uint64_t inputLength = 0;
@@ -1746,14 +1746,14 @@ applyDispatchChecks(const IOUserClientMethodArguments *arguments, const IOUserCl
 	}
 
 	// checkScalarOutputCount == scalarOutputCount, the app's requested count
-	// (driverkit-facts §2.2-4).
+	// (docs/driverkit.md §2.2-4).
 	check = dispatch->checkScalarOutputCount;
 	if (check != dontCare && check != arguments->scalarOutputCount) {
 		return kIOReturnBadArgument;
 	}
 
 	// checkStructureOutputSize == structureOutputMaximumSize, the capacity
-	// the caller offered (driverkit-facts §2.2-5, §3.2-5).
+	// the caller offered (docs/driverkit.md §2.2-5, §3.2-5).
 	check = dispatch->checkStructureOutputSize;
 	if (check != dontCare && (uint64_t)check != arguments->structureOutputMaximumSize) {
 		return kIOReturnBadArgument;
@@ -1768,10 +1768,10 @@ IOUserClient::ExternalMethod(uint64_t selector, IOUserClientMethodArguments *arg
     const IOUserClientMethodDispatch *dispatch, OSObject *target, void *reference)
 {
 	// No selector bounds check: the base receives one entry and cannot
-	// (driverkit-facts §2.2-9).
+	// (docs/driverkit.md §2.2-9).
 	(void)selector;
 	// dispatch == NULL -> kIOReturnUnsupported: UNVERIFIED guess
-	// (driverkit-facts §2.2-10).
+	// (docs/driverkit.md §2.2-10).
 	if (dispatch == nullptr) {
 		return kIOReturnUnsupported;
 	}
@@ -1783,7 +1783,7 @@ IOUserClient::ExternalMethod(uint64_t selector, IOUserClientMethodArguments *arg
 		return ret;
 	}
 	// function NULL and all checks pass -> kIOReturnNoCompletion
-	// (driverkit-facts §2.2-6).
+	// (docs/driverkit.md §2.2-6).
 	if (dispatch->function == nullptr) {
 		return kIOReturnNoCompletion;
 	}
@@ -1798,7 +1798,7 @@ IOUserClient::AsyncCompletion(OSAction *action, IOReturn status, const IOUserCli
 	}
 	if (asyncDataCount > kIOUserClientAsyncArgumentsCountMax) {
 		// More than 16 arguments: silently dropped, checked before anything
-		// else (driverkit-facts §4.1-3).  The shim only counts it.
+		// else (docs/driverkit.md §4.1-3).  The shim only counts it.
 		dropped_completion_count++;
 	} else if (action == nullptr) {
 		// action == NULL: real DriverKit dereferences NULL (§4.1-3).  The
@@ -1845,13 +1845,13 @@ IOUserClient::CreateMemoryDescriptorFromClient(uint64_t memoryDescriptorCreateOp
 
 namespace dextlink_shim {
 
-// Limits that bind below the DriverKit headers (driverkit-facts §1).
+// Limits that bind below the DriverKit headers (docs/driverkit.md §1).
 static constexpr uint64_t kInbandStructMax       = 4096;  // §1 limit 1
 static constexpr uint32_t kWireScalarCountMax    = 16;    // §1 limit 2
 static constexpr uint32_t kWireAsyncRefCountMax  = 8;     // §1 limit 3
-// App-side sentinel for the var-output call (driverkit-facts §1 limit 5).
+// App-side sentinel for the var-output call (docs/driverkit.md §1 limit 5).
 static constexpr int32_t  kIOConnectMethodVarOutputSize = -3;
-// Async reference slots (driverkit-facts §4.3-2) and flags (§4.2-1).
+// Async reference slots (docs/driverkit.md §4.3-2) and flags (§4.2-1).
 static constexpr uint32_t kIOAsyncReservedIndex      = 0;
 static constexpr uint32_t kIOAsyncCalloutFuncIndex   = 1;
 static constexpr uint32_t kIOAsyncCalloutRefconIndex = 2;
@@ -1875,7 +1875,7 @@ static constexpr uint64_t kShimWakePort              = 0x5a5a0000ull;
  *   // kr == call.outStatus; call.outScalars[0], call.outStructSize,
  *   // call.outStructBytes() ...
  *
- * What build() hands the dext (driverkit-facts §3.2, §3.4):
+ * What build() hands the dext (docs/driverkit.md §3.2, §3.4):
  *   - version = 2, selector repeated: UNVERIFIED guess (§2.1-5).
  *   - scalarInput -> a 16-slot copy; scalarInputCount as given.
  *   - struct input 0 bytes -> structureInput = structureInputDescriptor = NULL;
@@ -1903,7 +1903,7 @@ static constexpr uint64_t kShimWakePort              = 0x5a5a0000ull;
  *   - struct input bytes NULL with size > 0, or scalar values NULL with a
  *     count > 0 -> kIOReturnBadArgument (shim).
  *
- * What finish(dextResult) gives the app (driverkit-facts §3.2-5, §3.3):
+ * What finish(dextResult) gives the app (docs/driverkit.md §3.2-5, §3.3):
  *   - outStatus: dextResult, or
  *       kIOReturnBadArgument when the dext's structureOutput OSData is longer
  *         than the inband capacity (0 when the output went through a
@@ -2296,7 +2296,7 @@ CallBuilder::invoke(IOUserClient *client)
 
 /*
  * copyClientMemory: the kernel side of IOConnectMapMemory64 asking the dext
- * for memory (driverkit-facts §5-1, §5-3).
+ * for memory (docs/driverkit.md §5-1, §5-3).
  *   - calls client->CopyClientMemoryForType(type, &options, &md) with
  *     options starting at 0;
  *   - on error: *kernelMapOptions = 0, the error is returned (§5-1);

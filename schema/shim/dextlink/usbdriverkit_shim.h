@@ -19,14 +19,14 @@
  *       #endif
  *
  * AUTHORITY
- *   USBDriverKit's .iig headers are not public (driverkit-facts §6).  Every
+ *   USBDriverKit's .iig headers are not public (docs/driverkit.md §6).  Every
  *   declaration says where it comes from:
- *     "driverkit-facts §6"  -- verbatim from the facts sheet
- *                              (/work/shared/driverkit-facts.md), which took
+ *     "docs/driverkit.md §6"  -- verbatim from the DriverKit reference
+ *                              (docs/driverkit.md), which took
  *                              it from Apple's documentation;
- *     "DOCS <page>"         -- not in the facts sheet; the signature is
+ *     "DOCS <page>"         -- not in the DriverKit reference; the signature is
  *                              verbatim from Apple's USBDriverKit / DriverKit
- *                              documentation page <page> (the sheet's DOCS
+ *                              documentation page <page> (the reference's DOCS
  *                              source, theAppLaunchers/apple-docs-for-rag
  *                              `USBDriverKit/md/`, `driverkit/md/`);
  *     "xnu: <file>"         -- from the open-source kernel side;
@@ -34,7 +34,7 @@
  *   Behaviour is given only where a test needs it and is tagged "[runtime]";
  *   every error code the shim picks without a source says UNVERIFIED.
  *   The USB status codes (kUSBHostReturnPipeStalled, kIOUSBPipeStalled, ...,
- *   driverkit-facts §6-7) are already defined by driverkit_shim.h.
+ *   docs/driverkit.md §6-7) are already defined by driverkit_shim.h.
  *
  * WHAT IS SIMPLIFIED VERSUS REAL USBDRIVERKIT
  *   - No hardware, no kernel, no messages.  A fake IOUSBHostInterface owns
@@ -55,7 +55,7 @@
  *   - Abort and ClearStall do not deliver anything themselves.  On device
  *     the aborted requests' completions are messages to the dext's queue,
  *     which run after the dext's current method returns (DriverKit queues
- *     are serial, driverkit-facts §2.2-11).  The shim marks the pending
+ *     are serial, docs/driverkit.md §2.2-11).  The shim marks the pending
  *     requests aborted; the test delivers those completions with
  *     ShimDeliverAborted() when it chooses -- like the queue would, later.
  *   - Single-threaded, like driverkit_shim.h: calls run on the caller's
@@ -78,23 +78,23 @@
 /* 1. Status codes and constants                                            */
 /* ======================================================================== */
 
-// The stall codes come from driverkit_shim.h (driverkit-facts §6-7); this
+// The stall codes come from driverkit_shim.h (docs/driverkit.md §6-7); this
 // shim relies on their values.
-static_assert(kUSBHostReturnPipeStalled == (IOReturn)0xE0005000, "driverkit-facts §6-7");
-static_assert(kIOUSBPipeStalled == (IOReturn)0xE000404F, "driverkit-facts §6-7");
-static_assert(kIOReturnAborted == (IOReturn)0xE00002EB, "driverkit-facts §7");
+static_assert(kUSBHostReturnPipeStalled == (IOReturn)0xE0005000, "docs/driverkit.md §6-7");
+static_assert(kIOUSBPipeStalled == (IOReturn)0xE000404F, "docs/driverkit.md §6-7");
+static_assert(kIOReturnAborted == (IOReturn)0xE00002EB, "docs/driverkit.md §7");
 
 // DOCS usbdriverkit-iousbabortoptions.md: `enum IOUSBAbortOptions : unsigned
 // int;` with kIOUSBAbortAsynchronous ("Enqueue the abort request and return
 // immediately") and kIOUSBAbortSynchronous ("Enqueue the abort request and
 // wait for it to finish").  The page shows no values.
-// UNVERIFIED: the values are the kernel twin's (driverkit-facts §6-4).
+// UNVERIFIED: the values are the kernel twin's (docs/driverkit.md §6-4).
 enum IOUSBAbortOptions : unsigned int {
 	kIOUSBAbortAsynchronous = 0x0,
 	kIOUSBAbortSynchronous  = 0x1,
 };
 
-// driverkit-facts §6-4: the kernel twin's names (SDK IOUSBHostIOSource.h),
+// docs/driverkit.md §6-4: the kernel twin's names (SDK IOUSBHostIOSource.h),
 // which the Abort documentation also uses ("If the `options` argument
 // includes `kAbortSynchronous`").  Dext code should prefer the documented
 // USBDriverKit names above.
@@ -102,8 +102,8 @@ enum {
 	kAbortAsynchronous = 0x0,
 	kAbortSynchronous  = 0x1,
 };
-static_assert((unsigned)kIOUSBAbortSynchronous == (unsigned)kAbortSynchronous, "driverkit-facts §6-4");
-static_assert((unsigned)kIOUSBAbortAsynchronous == (unsigned)kAbortAsynchronous, "driverkit-facts §6-4");
+static_assert((unsigned)kIOUSBAbortSynchronous == (unsigned)kAbortSynchronous, "docs/driverkit.md §6-4");
+static_assert((unsigned)kIOUSBAbortAsynchronous == (unsigned)kAbortAsynchronous, "docs/driverkit.md §6-4");
 
 // DOCS usbdriverkit-iousbdevicerequest.md: "A structure that defines a
 // standard device request" (USB 2.0 §9.3), fields in this order.  The shim
@@ -211,7 +211,7 @@ struct ShimAsyncRequest {
 
 class IOUSBHostPipe : public OSObject {
 public:
-	// driverkit-facts §6 (usbdriverkit-iousbhostpipe-asyncio.md), verbatim.
+	// docs/driverkit.md §6 (usbdriverkit-iousbhostpipe-asyncio.md), verbatim.
 	// [runtime] Records the request and returns kIOReturnSuccess ("the
 	// completion will be called in the future", §6-4).  Refused:
 	//   - dataBuffer or completion NULL -> kIOReturnBadArgument (UNVERIFIED:
@@ -227,7 +227,7 @@ public:
 	virtual kern_return_t AsyncIO(IOMemoryDescriptor *dataBuffer, uint32_t dataBufferLength,
 	                              OSAction *completion, uint32_t completionTimeoutMs);
 
-	// driverkit-facts §6 (usbdriverkit-iousbhostpipe-completeasyncio.md),
+	// docs/driverkit.md §6 (usbdriverkit-iousbhostpipe-completeasyncio.md),
 	// verbatim.  The prototype the dext's completion method matches with
 	// TYPE(IOUSBHostPipe::CompleteAsyncIO) (§6-2).
 	// [runtime] Called by the test in the kernel's place: finds the oldest
@@ -241,7 +241,7 @@ public:
 	virtual void CompleteAsyncIO(OSAction *action, IOReturn status, uint32_t actualByteCount,
 	                             uint64_t completionTimestamp);
 
-	// driverkit-facts §6 (usbdriverkit-iousbhostpipe-io.md), verbatim but
+	// docs/driverkit.md §6 (usbdriverkit-iousbhostpipe-io.md), verbatim but
 	// for `virtual`, which DOCS usbdriverkit-iousbhostpipe-io.md shows:
 	// "Performs a synchronous request on a bulk or interrupt endpoint";
 	// bytesTransferred "contains the number of bytes that were actually
@@ -263,7 +263,7 @@ public:
 	virtual kern_return_t IO(IOMemoryDescriptor * dataBuffer, uint32_t dataBufferLength,
 	                         uint32_t * bytesTransferred, uint32_t completionTimeoutMs);
 
-	// driverkit-facts §6 (usbdriverkit-iousbhostpipe-abort.md), verbatim.
+	// docs/driverkit.md §6 (usbdriverkit-iousbhostpipe-abort.md), verbatim.
 	// DOCS usbdriverkit-iousbhostpipe-abort.md on forClient: "Specify a non
 	// NULL value for this parameter only for pipes associated with a control
 	// endpoint; specify NULL for other endpoint types."
@@ -276,7 +276,7 @@ public:
 	// DOCS usbdriverkit-iousbhostpipe-clearstall.md: `kern_return_t
 	// ClearStall(bool withRequest);` (developer.apple.com shows it
 	// `virtual`).  "This method aborts all pending I/O on the endpoint and
-	// resets its data toggle" (also driverkit-facts §6-4).
+	// resets its data toggle" (also docs/driverkit.md §6-4).
 	// [runtime] Records the call, clears the halt, and marks every pending
 	// request aborted with kIOReturnAborted (UNVERIFIED: the status the
 	// aborted requests complete with; the kernel twin's abort uses
@@ -390,9 +390,9 @@ public:
 	// NULL -> kIOReturnBadArgument (shim).  The same pipe object every time.
 	virtual kern_return_t CopyPipe(uint8_t address, IOUSBHostPipe **pipe);
 
-	// driverkit-facts §6 (usbdriverkit-iousbhostinterface-createiobuffer.md),
+	// docs/driverkit.md §6 (usbdriverkit-iousbhostinterface-createiobuffer.md),
 	// verbatim.  [runtime] IOBufferMemoryDescriptor::Create(options,
-	// capacity, 0, buffer) -- its option and size rules (driverkit-facts
+	// capacity, 0, buffer) -- its option and size rules (docs/driverkit.md
 	// §5-7); the call is remembered for ShimIOBuffer().  A failure injected
 	// with ShimFailCreateIOBuffer() returns its code with *buffer NULL
 	// (shim-only).
@@ -667,10 +667,10 @@ IOUSBHostPipe::AsyncIO(IOMemoryDescriptor *dataBuffer, uint32_t dataBufferLength
 	}
 	uint64_t length = 0;
 	if (dataBuffer->GetLength(&length) != kIOReturnSuccess || (uint64_t)dataBufferLength > length) {
-		return kIOReturnBadArgument;   // driverkit-facts §6-4; UNVERIFIED: code
+		return kIOReturnBadArgument;   // docs/driverkit.md §6-4; UNVERIFIED: code
 	}
 	if (pending_count_ >= dextlink_shim::kShimMaxPendingIO) {
-		return kIOReturnNoResources;   // shim-only limit (driverkit-facts §6-6)
+		return kIOReturnNoResources;   // shim-only limit (docs/driverkit.md §6-6)
 	}
 	dataBuffer->retain();
 	completion->retain();
@@ -696,7 +696,7 @@ IOUSBHostPipe::CompleteAsyncIO(OSAction *action, IOReturn status, uint32_t actua
 	}
 	dextlink_shim::ShimAsyncRequest request = take((uint32_t)i);
 	// Any IO error other than a timeout halts a bulk endpoint until
-	// ClearStall (driverkit-facts §6-4).
+	// ClearStall (docs/driverkit.md §6-4).
 	if (status != kIOReturnSuccess && status != kIOReturnTimeout && status != kIOReturnAborted) {
 		halted_ = true;
 	}
@@ -720,7 +720,7 @@ IOUSBHostPipe::IO(IOMemoryDescriptor *dataBuffer, uint32_t dataBufferLength, uin
 	}
 	uint64_t length = 0;
 	if (dataBuffer->GetLength(&length) != kIOReturnSuccess || (uint64_t)dataBufferLength > length) {
-		return kIOReturnBadArgument;   // driverkit-facts §6-4; UNVERIFIED: code
+		return kIOReturnBadArgument;   // docs/driverkit.md §6-4; UNVERIFIED: code
 	}
 	if (endpoint_model_ == nullptr) {
 		return kIOReturnNoDevice;   // shim-only
@@ -745,7 +745,7 @@ IOUSBHostPipe::IO(IOMemoryDescriptor *dataBuffer, uint32_t dataBufferLength, uin
 		transferred = dataBufferLength;
 	}
 	// Any IO error other than a timeout halts a bulk endpoint until
-	// ClearStall (driverkit-facts §6-4), as in CompleteAsyncIO.
+	// ClearStall (docs/driverkit.md §6-4), as in CompleteAsyncIO.
 	if (status != kIOReturnSuccess && status != kIOReturnTimeout && status != kIOReturnAborted) {
 		halted_ = true;
 	}

@@ -7,7 +7,7 @@
 //! `IOUserClientMethodDispatch` table, an `ExternalMethod` helper, typed
 //! completion senders, and a `ClientMemory` helper for
 //! `CopyClientMemoryForType`. Section references are to
-//! `shared/driverkit-facts.md`.
+//! `docs/driverkit.md`.
 
 use std::fmt::Write;
 
@@ -134,6 +134,9 @@ impl Emitter<'_> {
         ));
         self.line("// `dextlink check SCHEMA --cpp THIS_FILE` fails when this file is stale;");
         self.line("// `dextlink gen SCHEMA --cpp THIS_FILE` rewrites it.");
+        self.line(
+            "// Rules cited as `docs/driverkit.md §N` are in dextlink's DriverKit reference.",
+        );
         self.line("//");
         self.line("// Use from the user client's implementation:");
         self.line(format!(
@@ -390,7 +393,7 @@ impl Emitter<'_> {
         self.line(
             "// Each is called on the user client's ExternalMethod queue, one call at a time",
         );
-        self.line("// (driverkit-facts §2.2-11), after its thunk has checked every argument.");
+        self.line("// (docs/driverkit.md §2.2-11), after its thunk has checked every argument.");
         self.line("// Outputs arrive zeroed; a handler returning an error returns no outputs.");
         self.blank();
         for m in &self.iface.methods {
@@ -453,7 +456,7 @@ impl Emitter<'_> {
                         ""
                     };
                     self.line(format!(
-                        "/// - `completion`{nullable}: retained only during this call (driverkit-facts §4.1-2); retain it"
+                        "/// - `completion`{nullable}: retained only during this call (docs/driverkit.md §4.1-2); retain it"
                     ));
                     self.line(format!(
                         "///   to finish later with `Complete{}`.",
@@ -498,7 +501,9 @@ impl Emitter<'_> {
                 "/// Completes a `{}` call: sends `result` and the typed payload to the client",
                 m.name
             ));
-            self.line("/// through `AsyncCompletion` (at most 16 values, driverkit-facts §4.1-3).");
+            self.line(
+                "/// through `AsyncCompletion` (at most 16 values, docs/driverkit.md §4.1-3).",
+            );
             self.line(
                 "/// A NULL `completion` is ignored (DriverKit itself would dereference it).",
             );
@@ -537,7 +542,7 @@ impl Emitter<'_> {
         self.line(
             "/// The structure input's bytes, inline (OSData, up to 4096 bytes) or through a",
         );
-        self.line("/// read-only mapping of `structureInputDescriptor` (above 4096 bytes, driverkit-facts");
+        self.line("/// read-only mapping of `structureInputDescriptor` (above 4096 bytes, docs/driverkit.md");
         self.line("/// §3.2-5). `*map` is set when a mapping was made; the caller releases it.");
         self.line("inline kern_return_t StructureInput(IOUserClientMethodArguments* arguments, IOMemoryMap** map,");
         self.line("                                    const uint8_t** bytes, uint64_t* length)");
@@ -574,7 +579,7 @@ impl Emitter<'_> {
         self.blank();
         self.line("/// A writable mapping of `structureOutputDescriptor`, present when the client offered");
         self.line(
-            "/// more than 4096 bytes of output (driverkit-facts §3.3-2); at least `size` bytes.",
+            "/// more than 4096 bytes of output (docs/driverkit.md §3.3-2); at least `size` bytes.",
         );
         self.line("inline kern_return_t StructureOutputMapping(IOUserClientMethodArguments* arguments, uint64_t size,");
         self.line("                                            IOMemoryMap** map)");
@@ -609,7 +614,7 @@ impl Emitter<'_> {
         self.line("}");
         self.blank();
         self.line("/// Returns `size` bytes of structure output: in an OSData when the client's buffer is");
-        self.line("/// inline, or by copying into the output descriptor (driverkit-facts §3.3).");
+        self.line("/// inline, or by copying into the output descriptor (docs/driverkit.md §3.3).");
         self.line("inline kern_return_t ReturnStructure(IOUserClientMethodArguments* arguments, const void* bytes,");
         self.line("                                     uint64_t size)");
         self.line("{");
@@ -863,7 +868,7 @@ impl Emitter<'_> {
                     call.push(format!("&{}_length", a.name));
                 }
                 StructShape::Variable => {
-                    self.line("    // Only the var-output call can take a result of any size (driverkit-facts §3.3-3).");
+                    self.line("    // Only the var-output call can take a result of any size (docs/driverkit.md §3.3-3).");
                     self.line(format!(
                         "    if (arguments->structureOutputMaximumSize != {VARIABLE_NAME}) {{"
                     ));
@@ -1011,7 +1016,7 @@ impl Emitter<'_> {
     }
 
     fn table(&mut self) {
-        self.section("Dispatch table (driverkit-facts §2.2)");
+        self.section("Dispatch table (docs/driverkit.md §2.2)");
         self.line(
             "/// What DriverKit checks before each thunk runs, indexed by selector: the exact",
         );
@@ -1131,7 +1136,7 @@ impl Emitter<'_> {
         self.line("///     }");
         self.line("///");
         self.line(
-            "/// DriverKit does not bounds-check selectors (driverkit-facts §2.2-9), so this does,",
+            "/// DriverKit does not bounds-check selectors (docs/driverkit.md §2.2-9), so this does,",
         );
         self.line(
             "/// answering unknown and reserved selectors with kIOReturnUnsupported rather than",
@@ -1176,7 +1181,7 @@ impl Emitter<'_> {
         if self.iface.memories.is_empty() {
             return;
         }
-        self.section("Client memory (driverkit-facts §5)");
+        self.section("Client memory (docs/driverkit.md §5)");
         self.line(
             "/// The memory types of one user client, each created on first use and the same",
         );

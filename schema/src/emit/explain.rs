@@ -3,7 +3,7 @@
 //! One row per entry of the C++ `IOUserClientMethodDispatch` table (gaps and
 //! reserved selectors included, since the table has zero-filled entries for
 //! them), with each method's arguments and the five check values exactly as
-//! the table carries them (`Interface::dispatch_checks`, driverkit-facts
+//! the table carries them (`Interface::dispatch_checks`, docs/driverkit.md
 //! §2.2). Then the reserved selectors, the memory types, and the interface's
 //! fingerprint, version and service.
 //!

@@ -1754,7 +1754,7 @@ impl Emitter<'_> {
                 continue;
             }
             w.open(&cat!(sel, " =>"));
-            w.line("// DriverKit's own checks of the table entry (driverkit-facts §2.2).");
+            w.line("// DriverKit's own checks of the table entry (docs/driverkit.md §2.2).");
             w.if_let(
                 &cat!(ERR, "(code)"),
                 &cat!(
@@ -1942,7 +1942,7 @@ impl Emitter<'_> {
                 StructShape::Struct(i) => {
                     let t = &self.iface.structs[i].name;
                     w.line(
-                        "// A copy: input bytes carry no alignment promise (driverkit-facts §3.2).",
+                        "// A copy: input bytes carry no alignment promise (docs/driverkit.md §3.2).",
                     );
                     w.let_(
                         n,
@@ -1980,7 +1980,7 @@ impl Emitter<'_> {
                     );
                 }
                 StructShape::Variable => {
-                    w.line("// Only the var-output call takes a result of any size (driverkit-facts §3.3-3).");
+                    w.line("// Only the var-output call takes a result of any size (docs/driverkit.md §3.3-3).");
                     w.return_if(
                         "arguments.structure_output_maximum_size != u64::from(::dextlink::server::VARIABLE)",
                         &fail,

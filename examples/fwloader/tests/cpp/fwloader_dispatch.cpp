@@ -4,7 +4,7 @@
 //
 // Each call goes through `dextlink_shim::CallBuilder::invoke`, which builds
 // IOUserClientMethodArguments the way the kernel does for an app's
-// IOConnectCall…Method (driverkit-facts §3.2/§3.3); the user client's
+// IOConnectCall…Method (docs/driverkit.md §3.2/§3.3); the user client's
 // ExternalMethod routes it through the generated FwLoader.h.  The USB side
 // is the USBDriverKit shim's fake IOUSBHostInterface / IOUSBHostPipe: this
 // program plays the kernel by completing the pipe's pending transfers with

@@ -3,7 +3,7 @@
 //
 // Each call goes through `dextlink_shim::CallBuilder::invoke`, which builds
 // IOUserClientMethodArguments the way the kernel does for an app's
-// IOConnectCall…Method and applies the return rules of driverkit-facts
+// IOConnectCall…Method and applies the return rules of docs/driverkit.md
 // §3.2/§3.3; the user client's ExternalMethod routes it through the generated
 // NullDriver.h.  Checked: the sample's answers (scalars + 1; foo + 1 and
 // bar + 10), the "Large Struct" descriptor paths, the refusals (the table's

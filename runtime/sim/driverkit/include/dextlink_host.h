@@ -9,7 +9,7 @@
  * CopyClientMemoryForType and ExternalMethod run on the object's default
  * queue (ExternalMethod on the queue set under
  * kIOUserClientQueueNameExternalMethod if there is one), and the call waits
- * for them, as DriverKit runs them (driverkit-facts §2.2-11). Callbacks (log
+ * for them, as DriverKit runs them (docs/driverkit.md §2.2-11). Callbacks (log
  * sink, completion sink) run on whichever thread the dext logs or completes on.
  */
 #ifndef DEXTLINK_HOST_H
@@ -67,21 +67,21 @@ int dextlink_host_is_kind_of(const dextlink_host_object* object, const char* cla
  * Start's own error (the service is then released).
  */
 int32_t dextlink_host_service_start(dextlink_host_object* personality, dextlink_host_object** service);
-/* Whether the service called RegisterService (driverkit-facts §9-3). */
+/* Whether the service called RegisterService (docs/driverkit.md §9-3). */
 int dextlink_host_service_is_registered(const dextlink_host_object* service);
 /* The provider the service was started on (not retained), or NULL. */
 dextlink_host_object* dextlink_host_provider(const dextlink_host_object* service);
 /*
  * The service's NewUserClient(type); the user client is then Start()ed by
  * Create; a result that is not an IOUserClient is refused with
- * kIOReturnUnsupported (driverkit-facts §9-2).
+ * kIOReturnUnsupported (docs/driverkit.md §9-2).
  */
 int32_t dextlink_host_new_user_client(dextlink_host_object* service, uint32_t type, dextlink_host_object** client);
 /* Stop(provider) on a started service or user client (Terminate, done synchronously). */
 int32_t dextlink_host_stop(dextlink_host_object* service);
 void dextlink_host_release(dextlink_host_object* object);
 
-/* One external method call, shaped as the kernel shapes it (driverkit-facts §3.2). */
+/* One external method call, shaped as the kernel shapes it (docs/driverkit.md §3.2). */
 typedef struct dextlink_host_call {
     uint64_t selector;
     const uint64_t* scalar_input;
@@ -103,7 +103,7 @@ typedef struct dextlink_host_call {
 
 int32_t dextlink_host_external_method(dextlink_host_object* client, dextlink_host_call* call);
 
-/* What CopyClientMemoryForType returned, as a host maps it (driverkit-facts §5). */
+/* What CopyClientMemoryForType returned, as a host maps it (docs/driverkit.md §5). */
 typedef struct dextlink_host_memory {
     int fd;             /* a memfd, owned by the runtime: dup it to keep it */
     uint64_t offset;    /* of the descriptor's bytes in the memfd */
@@ -121,7 +121,7 @@ int32_t dextlink_host_copy_client_memory(dextlink_host_object* client, uint64_t 
 size_t dextlink_host_leak_report(char* buffer, size_t size);
 
 /*
- * USB: a simulated device as a USB dext's provider (driverkit-facts §6).
+ * USB: a simulated device as a USB dext's provider (docs/driverkit.md §6).
  *
  * The host models the device; the runtime calls it through this table. All
  * callbacks may run on any thread (a dext's queue, mostly) and must not call

@@ -45,7 +45,7 @@ int32_t setValue(dextlink_host_object* dictionary, const char* key, OSObject* va
 
 // Runs `work` on the service's queue named `queueName`, or its default
 // queue, and waits: DriverKit runs a service's methods on its queues
-// (driverkit-facts §2.2-11), so a dext's timer handlers and its external
+// (docs/driverkit.md §2.2-11), so a dext's timer handlers and its external
 // methods never run at the same time.
 template <typename Work>
 void runOnQueue(IOService* service, const char* queueName, Work work)
@@ -280,7 +280,7 @@ extern "C" int32_t dextlink_host_new_user_client(dextlink_host_object* s, uint32
         }
         return result;
     }
-    // serviceNewUserClient refuses anything but a user client (driverkit-facts §9-2).
+    // serviceNewUserClient refuses anything but a user client (docs/driverkit.md §9-2).
     if (OSDynamicCast(IOUserClient, static_cast<OSObject*>(created)) == nullptr) {
         if (created != nullptr) {
             created->release();
@@ -315,7 +315,7 @@ extern "C" void dextlink_host_release(dextlink_host_object* o)
 namespace {
 
 // A descriptor holding a copy of a client's buffer, as the kernel makes one
-// for structures over 4096 bytes (driverkit-facts §3.2).
+// for structures over 4096 bytes (docs/driverkit.md §3.2).
 IOMemoryDescriptor* descriptorWith(const void* bytes, uint64_t length, bool readOnlyMappings)
 {
     IOBufferMemoryDescriptor* buffer = nullptr;
@@ -338,7 +338,7 @@ extern "C" int32_t dextlink_host_external_method(dextlink_host_object* c, dextli
     if (client == nullptr || call == nullptr) {
         return kIOReturnBadArgument;
     }
-    // The iig stub's limits (driverkit-facts §1 "Limits"): more than 16 scalars is an overrun.
+    // The iig stub's limits (docs/driverkit.md §1 "Limits"): more than 16 scalars is an overrun.
     if (call->scalar_input_count > kIOUserClientScalarArrayCountMax ||
         call->scalar_output_count > kIOUserClientScalarArrayCountMax ||
         (call->scalar_input_count > 0 && call->scalar_input == nullptr) ||
@@ -392,7 +392,7 @@ extern "C" int32_t dextlink_host_external_method(dextlink_host_object* c, dextli
         arguments.structureInputDescriptor = structureInputDescriptor;
         arguments.structureOutputDescriptor = structureOutputDescriptor;
         arguments.completion = completion;
-        // The dispatch argument is NULL when called in the driver (driverkit-facts §2.1-5).
+        // The dispatch argument is NULL when called in the driver (docs/driverkit.md §2.1-5).
         runOnQueue(client, kIOUserClientQueueNameExternalMethod, [&] {
             result = client->ExternalMethod(call->selector, &arguments, nullptr, nullptr, nullptr);
         });
@@ -400,7 +400,7 @@ extern "C" int32_t dextlink_host_external_method(dextlink_host_object* c, dextli
     call->structure_output_length = 0;
     call->structure_output_set = arguments.structureOutput != nullptr;
     if (result == kIOReturnSuccess) {
-        // The dext may lower the count, never raise it (driverkit-facts §3.2-5).
+        // The dext may lower the count, never raise it (docs/driverkit.md §3.2-5).
         uint32_t count = arguments.scalarOutputCount < call->scalar_output_count ? arguments.scalarOutputCount
                                                                                  : call->scalar_output_count;
         if (call->scalar_output != nullptr && count > 0) {
@@ -465,7 +465,7 @@ extern "C" int32_t dextlink_host_copy_client_memory(dextlink_host_object* c, uin
     memory->offset = descriptor->GetBackingOffset();
     memory->length = length;
     memory->read_only = (options & kIOUserClientMemoryReadOnly) != 0;
-    // "One reference will be consumed by the caller" (driverkit-facts §5-1);
+    // "One reference will be consumed by the caller" (docs/driverkit.md §5-1);
     // the fd stays valid because the dext answers with the same descriptor
     // for as long as the user client lives (§9-5).
     descriptor->release();

@@ -172,7 +172,7 @@ kern_return_t IOService::RegisterService_Impl()
 
 kern_return_t IOService::NewUserClient_Impl(uint32_t, IOUserClient** userClient)
 {
-    // Without an override there is no connection (driverkit-facts §9-2).
+    // Without an override there is no connection (docs/driverkit.md §9-2).
     if (userClient != nullptr) {
         *userClient = nullptr;
     }
@@ -185,7 +185,7 @@ kern_return_t IOService::Create_Impl(IOService* provider, const char* properties
         return kIOReturnBadArgument;
     }
     *result = nullptr;
-    // driverkit-facts §9-1: IOService::Create_Impl begins with this check.
+    // docs/driverkit.md §9-1: IOService::Create_Impl begins with this check.
     if (provider != this) {
         return kIOReturnUnsupported;
     }

@@ -92,12 +92,12 @@ void IOUserClient::AsyncCompletion_Impl(OSAction* action, IOReturn status, const
                                         uint32_t asyncDataCount)
 {
     // More than 16 values: the iig stub returns without sending anything
-    // (driverkit-facts §4.1-3).
+    // (docs/driverkit.md §4.1-3).
     if (asyncDataCount > kIOUserClientAsyncArgumentsCountMax) {
         return;
     }
     if (action == nullptr) {
-        // DriverKit dereferences NULL here (driverkit-facts §4.1-3); this
+        // DriverKit dereferences NULL here (docs/driverkit.md §4.1-3); this
         // runtime reports it instead of crashing the host.
         dextlink::runtimeError("%s::AsyncCompletion with a NULL action", getMetaClass()->getClassName());
         return;

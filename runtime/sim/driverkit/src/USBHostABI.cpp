@@ -24,7 +24,7 @@ dextlink_host_object* handle(OSObject* o)
 }
 
 // As Host.cpp: runs `work` on the service's default queue and waits
-// (driverkit-facts §2.2-11).
+// (docs/driverkit.md §2.2-11).
 template <typename Work>
 void runOnDefaultQueue(IOService* service, Work work)
 {

@@ -119,7 +119,7 @@ kern_return_t IOUSBHostInterface::Open_Impl(IOService* forClient, IOOptionBits o
     if (backend->terminated) {
         return kIOReturnNoDevice;
     }
-    // "Only one service may open a session at a time" (driverkit-facts §6);
+    // "Only one service may open a session at a time" (docs/driverkit.md §6);
     // the same service opening twice is refused too (UNVERIFIED: the safer
     // reading, a session is not counted).
     if (backend->sessionOwner != nullptr) {

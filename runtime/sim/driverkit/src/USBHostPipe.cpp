@@ -315,7 +315,7 @@ kern_return_t IOUSBHostPipe::ClearStall_Impl(bool withRequest)
 
 namespace {
 
-// The checks AsyncIO and IO share (driverkit-facts §6-4); kIOReturnSuccess
+// The checks AsyncIO and IO share (docs/driverkit.md §6-4); kIOReturnSuccess
 // with the buffer's memfd and offset when the transfer may go.
 kern_return_t checkTransfer(IOUSBHostDevice::Backend* backend, const IOUSBEndpointDescriptor& endpoint,
                             IOMemoryDescriptor* dataBuffer, uint32_t dataBufferLength, int* fd, uint64_t* offset)

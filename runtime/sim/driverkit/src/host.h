@@ -15,7 +15,7 @@ void deliverCompletion(uint64_t reference, int32_t status, const uint64_t* value
 }  // namespace dextlink
 
 // Implemented in Rust (dextlink_sim::rules), the one copy of DriverKit's
-// dispatch checks (driverkit-facts §2.2): kIOReturnSuccess when the entry's
+// dispatch checks (docs/driverkit.md §2.2): kIOReturnSuccess when the entry's
 // function may run, else the error to return. `checks` NULL: no entry.
 struct dextlink_dispatch_checks {
     uint32_t completion_exists;

@@ -181,7 +181,7 @@ mod serve {
         if services.is_empty() {
             eprintln!(
                 "dextlink-sim: {}: no service called RegisterService, so there is nothing \
-                 clients can find (driverkit-facts §9-3)",
+                 clients can find (docs/driverkit.md §9-3)",
                 dext.display()
             );
             return ExitCode::from(1);

@@ -242,7 +242,7 @@ pub fn structures_inline_and_by_descriptor() {
         let reply = session.client.call(&call).unwrap_or_else(|e| panic!("{length} bytes: {e:?}"));
         assert_eq!(reply.structure_output, input, "{length} bytes came back changed");
     }
-    // The variable-output call takes any OSData the dext returns (driverkit-facts §3.3-3).
+    // The variable-output call takes any OSData the dext returns (docs/driverkit.md §3.3-3).
     let input = vec![0x5au8; 5000];
     let call = Call {
         selector: 9,

@@ -35,7 +35,7 @@ kern_return_t IMPL(TestDriver, Start)
         return ret;
     }
     // A personality with "TestSkipRegister" models a driver that forgets
-    // RegisterService: it must stay invisible to clients (driverkit-facts §9-3).
+    // RegisterService: it must stay invisible to clients (docs/driverkit.md §9-3).
     OSBoolean* skip = OSDynamicCast(OSBoolean, properties->getObject("TestSkipRegister"));
     bool skipRegister = skip != nullptr && skip->isTrue();
     // "TestStartFails" models a Start that fails: it returns that IOReturn.

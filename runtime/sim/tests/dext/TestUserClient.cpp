@@ -31,7 +31,7 @@ struct TestUserClient_IVars {
     IOBufferMemoryDescriptor* buffer;
     // An OSSharedPtr as Apple's samples keep them: IONewZero runs no
     // constructor (zero is its empty state) and IODelete no destructor, so
-    // free() resets it (driverkit-facts §9-8).
+    // free() resets it (docs/driverkit.md §9-8).
     OSSharedPtr<IOBufferMemoryDescriptor> readOnlyBuffer;
     IOTimerDispatchSource* timer;
     OSAction* timerAction;
@@ -53,7 +53,7 @@ static kern_return_t Ticks(OSObject* target, void*, IOUserClientMethodArguments*
     if (self->ivars->ticksCompletion != nullptr || arguments->scalarInput[0] == 0) {
         return kIOReturnBusy;
     }
-    // Retained past ExternalMethod, as driverkit-facts §4.1-2 requires.
+    // Retained past ExternalMethod, as docs/driverkit.md §4.1-2 requires.
     arguments->completion->retain();
     self->ivars->ticksCompletion = arguments->completion;
     self->ivars->ticksWanted = arguments->scalarInput[0];
@@ -108,7 +108,7 @@ static kern_return_t Collections(OSObject* target, void*, IOUserClientMethodArgu
             passed |= 1 << 9;
         }
         if (OSDynamicCast(OSObject, static_cast<OSObject*>(nullptr)) == nullptr) passed |= 1 << 10;
-        // ExternalMethod runs on the user client's default queue (driverkit-facts §2.2-11).
+        // ExternalMethod runs on the user client's default queue (docs/driverkit.md §2.2-11).
         IODispatchQueue* queue = nullptr;
         if (self != nullptr && self->CopyDispatchQueue(kIOServiceDefaultQueueName, &queue) == kIOReturnSuccess &&
             queue->OnQueue()) {
@@ -126,7 +126,7 @@ static kern_return_t Collections(OSObject* target, void*, IOUserClientMethodArgu
             err_get_code(kIOReturnBadArgument) == 0x2c2) {
             passed |= 1 << 14;
         }
-        // Create's provider must be the service itself (driverkit-facts §9-1),
+        // Create's provider must be the service itself (docs/driverkit.md §9-1),
         // and a service without a NewUserClient of its own has no user clients (§9-2).
         IOService* driver = self == nullptr ? nullptr : self->GetProvider();
         IOService* created = nullptr;

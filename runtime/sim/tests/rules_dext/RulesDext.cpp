@@ -5,7 +5,7 @@
 //
 // What all user clients share (held completions, the occupy counters, the
 // two memory types) lives with the service, as in the Rust model; a user
-// client reaches it through its provider (driverkit-facts §9-1).
+// client reaches it through its provider (docs/driverkit.md §9-1).
 
 #include <DriverKit/IOBufferMemoryDescriptor.h>
 #include <DriverKit/IOLib.h>
@@ -71,7 +71,7 @@ Shared* sharedOf(OSObject* target)
 }  // namespace
 
 struct RulesUserClient_IVars {
-    // How the last structure input arrived (driverkit-facts §3.2-5).
+    // How the last structure input arrived (docs/driverkit.md §3.2-5).
     bool lastInputWasDescriptor;
 };
 
@@ -187,7 +187,7 @@ kern_return_t RulesUserClient::ExternalMethod(uint64_t selector, IOUserClientMet
 
 kern_return_t IMPL(RulesUserClient, CopyClientMemoryForType)
 {
-    // The same descriptor for a type, every time (driverkit-facts §5.1).
+    // The same descriptor for a type, every time (docs/driverkit.md §5.1).
     Shared* shared = sharedOf(this);
     if (shared == nullptr) {
         return kIOReturnNotAttached;
@@ -244,7 +244,7 @@ kern_return_t rules::HandleSum(OSObject* target, const uint8_t* data, uint32_t d
 kern_return_t rules::HandleLater(OSObject* target, uint64_t tag, OSAction* completion)
 {
     IOUserClient* client = OSRequiredCast(IOUserClient, target);
-    // Retained past ExternalMethod, as driverkit-facts §4.1-2 requires.
+    // Retained past ExternalMethod, as docs/driverkit.md §4.1-2 requires.
     client->retain();
     completion->retain();
     Shared* shared = sharedOf(target);

@@ -4,7 +4,7 @@
 #include <DriverKit/IOMemoryDescriptor.h>
 
 // A zeroed buffer of `capacity` bytes in a memfd. Its initial length is the
-// capacity (driverkit-facts §5-7: the sources disagree; xnu and the docs say
+// capacity (docs/driverkit.md §5-7: the sources disagree; xnu and the docs say
 // so); SetLength above the capacity is ignored, as the kernel ignores it.
 class IOBufferMemoryDescriptor : public IOMemoryDescriptor {
     OSDeclareDefaultStructors(IOBufferMemoryDescriptor)

@@ -1,5 +1,5 @@
 // Serial dispatch queues: one thread each, blocks run one at a time in
-// submission order (driverkit-facts §2.2-11).
+// submission order (docs/driverkit.md §2.2-11).
 #ifndef DEXTLINK_DRIVERKIT_IODISPATCHQUEUE_H
 #define DEXTLINK_DRIVERKIT_IODISPATCHQUEUE_H
 

@@ -1,5 +1,5 @@
 // Memory descriptors backed by a memfd, so that the host can hand the same
-// bytes to a client in another process (driverkit-facts §5).
+// bytes to a client in another process (docs/driverkit.md §5).
 #ifndef DEXTLINK_DRIVERKIT_IOMEMORYDESCRIPTOR_H
 #define DEXTLINK_DRIVERKIT_IOMEMORYDESCRIPTOR_H
 
@@ -22,7 +22,7 @@ public:
     // from `offset`). Options: kIOMemoryMapReadOnly (the map is PROT_READ);
     // cache modes are accepted and mean nothing here; an unknown cache mode,
     // kIOMemoryMapFixedAddress, a non-zero alignment or a range outside the
-    // descriptor is kIOReturnBadArgument (driverkit-facts §5-6).
+    // descriptor is kIOReturnBadArgument (docs/driverkit.md §5-6).
     kern_return_t CreateMapping(uint64_t options, uint64_t address, uint64_t offset, uint64_t length,
                                 uint64_t alignment, IOMemoryMap** map);
     // [offset, offset + length) of `ofDescriptor`, sharing its bytes.

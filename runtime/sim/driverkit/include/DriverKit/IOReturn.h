@@ -1,4 +1,4 @@
-// IOReturn codes, with DriverKit's names and values (driverkit-facts §7).
+// IOReturn codes, with DriverKit's names and values (docs/driverkit.md §7).
 #ifndef DEXTLINK_DRIVERKIT_IORETURN_H
 #define DEXTLINK_DRIVERKIT_IORETURN_H
 

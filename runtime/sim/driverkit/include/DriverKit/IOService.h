@@ -1,5 +1,5 @@
 // IOService: properties, the Start/Stop lifecycle, the named dispatch
-// queues, user clients and Create by IOUserClass (driverkit-facts §9).
+// queues, user clients and Create by IOUserClass (docs/driverkit.md §9).
 #ifndef DEXTLINK_DRIVERKIT_IOSERVICE_H
 #define DEXTLINK_DRIVERKIT_IOSERVICE_H
 
@@ -86,7 +86,7 @@ public:
 
     // LOCALONLY in DriverKit? Not public there; this runtime's accessors.
     IOService* GetProvider() const;
-    // Whether RegisterService ran (the service is findable; driverkit-facts §9-3).
+    // Whether RegisterService ran (the service is findable; docs/driverkit.md §9-3).
     bool IsRegistered() const;
     // Whether Start succeeded and Stop has not run.
     bool IsStarted() const;

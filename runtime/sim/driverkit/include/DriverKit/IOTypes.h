@@ -11,7 +11,7 @@ typedef uint64_t IOVirtualAddress;
 typedef uint64_t IOByteCount;
 typedef uint64_t IOPhysicalAddress;
 
-// IOMemoryDescriptor directions (driverkit-facts §5).
+// IOMemoryDescriptor directions (docs/driverkit.md §5).
 enum {
     kIOMemoryDirectionNone = 0x00000000,
     kIOMemoryDirectionIn = 0x00000001,
@@ -21,7 +21,7 @@ enum {
     kIOMemoryDisableCopyOnWrite = 0x00000010,
 };
 
-// CreateMapping options (driverkit-facts §5-6).
+// CreateMapping options (docs/driverkit.md §5-6).
 enum {
     kIOMemoryMapFixedAddress = 0x00000001,
     kIOMemoryMapReadOnly = 0x00000002,

@@ -1,4 +1,4 @@
-// IOUserClient: the dext side of a client connection (driverkit-facts §1-§5).
+// IOUserClient: the dext side of a client connection (docs/driverkit.md §1-§5).
 #ifndef DEXTLINK_DRIVERKIT_IOUSERCLIENT_H
 #define DEXTLINK_DRIVERKIT_IOUSERCLIENT_H
 
@@ -96,14 +96,14 @@ public:
     // The base applies the dispatch entry's checks (the same rules as the
     // Rust simulator's, through dextlink_driverkit_check_dispatch), then
     // calls dispatch->function(target, reference, arguments), or returns
-    // kIOReturnNoCompletion for a NULL function (driverkit-facts §2.2-6). A
+    // kIOReturnNoCompletion for a NULL function (docs/driverkit.md §2.2-6). A
     // NULL dispatch gives kIOReturnUnsupported (§2.2-10, UNVERIFIED).
     virtual kern_return_t ExternalMethod(uint64_t selector, IOUserClientMethodArguments* arguments,
                                          const IOUserClientMethodDispatch* dispatch, OSObject* target,
                                          void* reference) LOCALONLY QUEUENAME(IOUserClientQueueExternalMethod);
 
     // Sends `status` and up to 16 values to the client that made the async
-    // call `action` came with; more than 16 are dropped (driverkit-facts §4.1-3).
+    // call `action` came with; more than 16 are dropped (docs/driverkit.md §4.1-3).
     void AsyncCompletion(OSAction* action, IOReturn status, const IOUserClientAsyncArgumentsArray asyncData,
                          uint32_t asyncDataCount, OSDispatchMethod supermethod = nullptr);
 

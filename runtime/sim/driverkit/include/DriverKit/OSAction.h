@@ -1,6 +1,6 @@
 // OSAction: a target object, the method to call on it, and a reference
 // area of the size asked for at creation. An action may be invoked any number
-// of times (driverkit-facts §9-7) until it is cancelled.
+// of times (docs/driverkit.md §9-7) until it is cancelled.
 #ifndef DEXTLINK_DRIVERKIT_OSACTION_H
 #define DEXTLINK_DRIVERKIT_OSACTION_H
 

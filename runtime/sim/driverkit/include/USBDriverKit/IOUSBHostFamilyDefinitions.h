@@ -1,4 +1,4 @@
-// The IOUSBHostFamily status codes USBDriverKit reports (driverkit-facts §6-7).
+// The IOUSBHostFamily status codes USBDriverKit reports (docs/driverkit.md §6-7).
 #ifndef DEXTLINK_USBDRIVERKIT_IOUSBHOSTFAMILYDEFINITIONS_H
 #define DEXTLINK_USBDRIVERKIT_IOUSBHOSTFAMILYDEFINITIONS_H
 

@@ -1,5 +1,5 @@
 // IOUSBHostInterface: the provider a USB dext's driver is matched on.
-// One session at a time (driverkit-facts §6: "Only one service may open a
+// One session at a time (docs/driverkit.md §6: "Only one service may open a
 // session at a time"): a second Open is kIOReturnExclusiveAccess. Method
 // ids are Apple's (iig-generated IOUSBHostInterface.h).
 #ifndef DEXTLINK_USBDRIVERKIT_IOUSBHOSTINTERFACE_H

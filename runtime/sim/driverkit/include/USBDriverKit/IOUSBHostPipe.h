@@ -1,4 +1,4 @@
-// IOUSBHostPipe: one endpoint of an interface (driverkit-facts §6). AsyncIO
+// IOUSBHostPipe: one endpoint of an interface (docs/driverkit.md §6). AsyncIO
 // goes to the simulated device's bulk OUT pipe (its link model and faults,
 // dextlink::sim::usb::BulkOutPipe); the completion runs the action's method
 // (a TYPE(IOUSBHostPipe::CompleteAsyncIO) method) on its target's queue.

@@ -2,7 +2,7 @@
 // so this declares just what `dextlink iig` output for a
 // TYPE(IOUSBHostPipe::CompleteAsyncIO) method names, in the runtime's
 // conventions (IIG.md): the action type's id, parameter list and invocation.
-// The prototype is CompleteAsyncIO's (driverkit-facts §6); the id's value is
+// The prototype is CompleteAsyncIO's (docs/driverkit.md §6); the id's value is
 // arbitrary, as only compiling is tested.
 #ifndef DEXTLINK_TEST_IOUSBHOSTPIPE_H
 #define DEXTLINK_TEST_IOUSBHOSTPIPE_H
