@@ -15,48 +15,20 @@
 //! wrapping within the segment, as objcopy and srec_cat read it.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use ihex::{ReaderError, Record};
 
-use super::{ImageError, Location, Pieces, Segment, io_error, malformed};
-
-/// The longest line accepted: a record is at most 521 characters (':' and
-/// 2 × 260 digits); the rest leaves room for trailing whitespace. A
-/// longer line is not Intel HEX, and the limit keeps a huge binary file
-/// without newlines from being read into one line buffer.
-const MAX_LINE: usize = 1024;
+use super::lines::{Line, RecordLines};
+use super::{ImageError, Location, Pieces, Segment, malformed};
 
 /// Decodes the file into segments (empty if it holds no data records).
 pub(super) fn load(path: &Path, file: &File) -> Result<Vec<Segment>, ImageError> {
-    let mut reader = BufReader::new(file);
-    let mut line = Vec::new();
-    let mut number = 0u64;
+    let mut lines = RecordLines::new(path, file, "Intel HEX record");
     let mut base = 0u64;
     let mut eof_line = None;
     let mut pieces = Pieces::default();
-    loop {
-        line.clear();
-        let read = (&mut reader)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .map_err(|source| io_error(path, source))?;
-        if read == 0 {
-            break;
-        }
-        number += 1;
-        if line.last() != Some(&b'\n') && line.len() > MAX_LINE {
-            return Err(malformed(
-                path,
-                Location::Line(number),
-                format!("line is longer than {MAX_LINE} characters; no Intel HEX record is"),
-            ));
-        }
-        let text = line.trim_ascii();
-        if text.is_empty() {
-            continue;
-        }
+    while let Some(Line { number, indent, text }) = lines.next_line()? {
         if let Some(eof) = eof_line {
             return Err(malformed(
                 path,
@@ -64,7 +36,6 @@ pub(super) fn load(path: &Path, file: &File) -> Result<Vec<Segment>, ImageError>
                 format!("data after the end-of-file record on line {eof}"),
             ));
         }
-        let indent = line.len() - line.trim_ascii_start().len();
         match parse_record(path, number, indent, text)? {
             Record::Data { offset, value } => {
                 pieces.push(base + u64::from(offset), &value, Location::Line(number));
@@ -80,7 +51,8 @@ pub(super) fn load(path: &Path, file: &File) -> Result<Vec<Segment>, ImageError>
             path,
             Location::EndOfFile,
             format!(
-                "no end-of-file record (:00000001FF) after line {number}; the file is truncated"
+                "no end-of-file record (:00000001FF) after line {}; the file is truncated",
+                lines.lines_read()
             ),
         ));
     }

@@ -68,6 +68,7 @@
 
 mod elf;
 mod hex;
+mod lines;
 mod raw;
 mod srec;
 mod uf2;

@@ -34,46 +34,18 @@
 //! differing bytes are an error naming both lines.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use super::{ImageError, Location, Pieces, Segment, io_error, malformed};
-
-/// The longest line accepted: a record is at most 516 characters (`S`, the
-/// type and 2 × 257 digits); the rest leaves room for trailing whitespace. A
-/// longer line is not an S-record, and the limit keeps a huge binary file
-/// without newlines from being read into one line buffer.
-const MAX_LINE: usize = 1024;
+use super::lines::{Line, RecordLines};
+use super::{ImageError, Location, Pieces, Segment, malformed};
 
 /// Decodes the file into segments (empty if it holds no data records).
 pub(super) fn load(path: &Path, file: &File) -> Result<Vec<Segment>, ImageError> {
-    let mut reader = BufReader::new(file);
-    let mut line = Vec::new();
-    let mut number = 0u64;
+    let mut lines = RecordLines::new(path, file, "S-record");
     let mut data_records = 0u64;
     let mut end_line = None;
     let mut pieces = Pieces::default();
-    loop {
-        line.clear();
-        let read = (&mut reader)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .map_err(|source| io_error(path, source))?;
-        if read == 0 {
-            break;
-        }
-        number += 1;
-        if line.last() != Some(&b'\n') && line.len() > MAX_LINE {
-            return Err(malformed(
-                path,
-                Location::Line(number),
-                format!("line is longer than {MAX_LINE} characters; no S-record is"),
-            ));
-        }
-        let text = line.trim_ascii();
-        if text.is_empty() {
-            continue;
-        }
+    while let Some(Line { number, indent, text }) = lines.next_line()? {
         if let Some((end, kind)) = end_line {
             return Err(malformed(
                 path,
@@ -81,7 +53,6 @@ pub(super) fn load(path: &Path, file: &File) -> Result<Vec<Segment>, ImageError>
                 format!("record after the S{kind} termination record on line {end}"),
             ));
         }
-        let indent = line.len() - line.trim_ascii_start().len();
         let record = parse_record(path, number, indent, text)?;
         let here = Location::Line(number);
         match record.kind {
@@ -111,7 +82,8 @@ pub(super) fn load(path: &Path, file: &File) -> Result<Vec<Segment>, ImageError>
             path,
             Location::EndOfFile,
             format!(
-                "no termination record (S7, S8 or S9) after line {number}; the file is truncated"
+                "no termination record (S7, S8 or S9) after line {}; the file is truncated",
+                lines.lines_read()
             ),
         ));
     }
