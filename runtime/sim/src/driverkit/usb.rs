@@ -310,7 +310,9 @@ unsafe extern "C" fn control_trampoline(
             // the call (IOUSBHostDevice::DeviceRequest_Impl).
             unsafe { std::slice::from_raw_parts_mut(data.cast::<u8>(), usize::from(length)) }
         };
-        moved = adapter.control(&setup, buffer)?;
+        // A device model is safe code and may claim more than the buffer
+        // holds; the runtime copies `actual` bytes, so it never gets more.
+        moved = adapter.control(&setup, buffer)?.min(usize::from(length));
         Ok(())
     });
     if !actual.is_null() {
