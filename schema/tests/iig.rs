@@ -24,11 +24,9 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dextlink-iig-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A scratch directory, removed when the test is done (also when it fails).
+fn scratch(name: &str) -> dextlink_tests::Scratch {
+    dextlink_tests::Scratch::new(&format!("iig-{name}"))
 }
 
 fn generate(path: &Path) -> iig::Output {
@@ -367,6 +365,62 @@ fn the_command_exit_codes() {
     let run = dextlink(&["iig", iig.to_str().unwrap(), "--out", file.to_str().unwrap()]);
     assert_eq!(run.status.code(), Some(4), "{}", text(&run.stderr));
     assert!(text(&run.stderr).contains("cannot create"), "{}", text(&run.stderr));
+}
+
+#[test]
+fn several_files_are_generated_together_or_not_at_all() {
+    let dir = scratch("several");
+    let (driver, client) =
+        (reference_dir().join("TestDriver.iig"), reference_dir().join("TestUserClient.iig"));
+    let out = dir.join("gen");
+    let run = dextlink(&[
+        "iig",
+        driver.to_str().unwrap(),
+        client.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    for (iig, stem) in [(&driver, "TestDriver"), (&client, "TestUserClient")] {
+        let expected = generate(iig);
+        assert_eq!(
+            std::fs::read_to_string(out.join(format!("{stem}.h"))).unwrap(),
+            expected.header
+        );
+        let source = std::fs::read_to_string(out.join(format!("{stem}.iig.cpp"))).unwrap();
+        assert_eq!(source, expected.source);
+    }
+
+    // One refused file: nothing is written, and the message names it.
+    let bad = dir.join("Broken.iig");
+    std::fs::write(&bad, "class Broken : public IOService {\n    int member;\n};\n").unwrap();
+    let fresh = dir.join("fresh");
+    let run = dextlink(&[
+        "iig",
+        driver.to_str().unwrap(),
+        bad.to_str().unwrap(),
+        "--out",
+        fresh.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(3), "{}", text(&run.stderr));
+    assert!(text(&run.stderr).contains("Broken.iig"), "{}", text(&run.stderr));
+    assert!(!fresh.join("TestDriver.h").exists(), "nothing written when one file is refused");
+
+    // Two files of one stem would overwrite each other's outputs: refused.
+    let twin = dir.join("twin");
+    std::fs::create_dir_all(&twin).unwrap();
+    std::fs::copy(&driver, twin.join("TestDriver.iig")).unwrap();
+    let twin_iig = twin.join("TestDriver.iig");
+    let run = dextlink(&[
+        "iig",
+        driver.to_str().unwrap(),
+        twin_iig.to_str().unwrap(),
+        "--out",
+        fresh.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(2), "{}", text(&run.stderr));
+    assert!(text(&run.stderr).contains("both write"), "{}", text(&run.stderr));
+    assert!(!fresh.join("TestDriver.h").exists());
 }
 
 #[test]

@@ -99,8 +99,9 @@ enum Command {
     /// Write what Xcode's iig writes for a dext's `.iig` class declaration, for
     /// dextlink's DriverKit runtime on Linux: `DIR/<Stem>.h` and `DIR/<Stem>.iig.cpp`.
     Iig {
-        /// The `.iig` file.
-        iig: PathBuf,
+        /// The `.iig` files: each gives `<Stem>.h` and `<Stem>.iig.cpp`.
+        #[arg(required = true, value_name = "FILE.iig")]
+        iig: Vec<PathBuf>,
         /// The directory to write into (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
@@ -254,30 +255,55 @@ fn run(command: Command) -> Result<(), Failure> {
     }
 }
 
-/// `dextlink iig FILE --out DIR`: both files are written aside first and
-/// renamed only when both were written, so a failure leaves neither.
-fn run_iig(iig: &Path, out: &Path) -> Result<(), Failure> {
-    let text = std::fs::read_to_string(iig)
-        .map_err(|e| Failure::io(format!("cannot read {}", iig.display()), e))?;
-    let output = match dextlink_schema::iig::generate(iig, &text) {
-        Ok(output) => output,
-        Err(diagnostics) => {
-            eprint!("{}", diagnostics.render(color()));
+/// `dextlink iig FILE… --out DIR`: every file is generated first, then all
+/// outputs are written aside and renamed only when all were written, so a
+/// failure leaves none of them.
+fn run_iig(inputs: &[PathBuf], out: &Path) -> Result<(), Failure> {
+    let mut generated: Vec<(String, String)> = Vec::new();
+    let mut refused = Vec::new();
+    for iig in inputs {
+        let text = std::fs::read_to_string(iig)
+            .map_err(|e| Failure::io(format!("cannot read {}", iig.display()), e))?;
+        match dextlink_schema::iig::generate(iig, &text) {
+            Ok(output) => {
+                generated.push((output.header_name, output.header));
+                generated.push((output.source_name, output.source));
+            }
+            Err(diagnostics) => {
+                eprint!("{}", diagnostics.render(color()));
+                refused.push(iig.display().to_string());
+            }
+        }
+    }
+    if !refused.is_empty() {
+        return Err(Failure {
+            code: EXIT_INVALID_SCHEMA,
+            message: Some(format!(
+                "error: {} {} not a .iig file dextlink iig understands; nothing was written",
+                refused.join(", "),
+                if refused.len() == 1 { "is" } else { "are" }
+            )),
+        });
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (name, _) in &generated {
+        if !names.insert(name.as_str()) {
             return Err(Failure {
-                code: EXIT_INVALID_SCHEMA,
+                code: 2,
                 message: Some(format!(
-                    "error: {} is not a .iig file dextlink iig understands",
-                    iig.display()
+                    "error: two of the .iig files would both write {}; nothing was written",
+                    out.join(name).display()
                 )),
             });
         }
-    };
+    }
     std::fs::create_dir_all(out)
         .map_err(|e| Failure::io(format!("cannot create {}", out.display()), e))?;
-    let files = [(&output.header_name, &output.header), (&output.source_name, &output.source)];
+    let files: Vec<(&String, &String)> =
+        generated.iter().map(|(name, text)| (name, text)).collect();
     // A name taken by a directory would fail the second rename after the
     // first one replaced its file: refuse before writing anything.
-    for (name, _) in files {
+    for (name, _) in &files {
         let target = out.join(name);
         if target.is_dir() {
             return Err(Failure::io(
