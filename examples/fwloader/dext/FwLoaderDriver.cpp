@@ -371,7 +371,6 @@ kern_return_t IMPL(FwLoaderDriver, Start)
 
 kern_return_t IMPL(FwLoaderDriver, Stop)
 {
-    Log("Stop()");
     ShutDownTransfers(ivars, this);
     return Stop(provider, SUPERDISPATCH);
 }
