@@ -1,5 +1,6 @@
-//! End-to-end uploads through the out-of-process simulator: the fwloader
-//! dext model and its simulated USB bootloader run in `fwloader-sim`, the
+//! End-to-end uploads through the out-of-process simulator: the C++
+//! fwloader dext (hosted by the simulator's DriverKit runtime, `--dext cpp`)
+//! and its simulated USB bootloader run in `fwloader-sim`, the
 //! staging pipeline in this process, the flash banks in a file. Every image
 //! format lands byte for byte in the committed bank; each fault kind ends as
 //! expected: recovered, or refused with the previous image intact.
@@ -30,7 +31,11 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
 /// A simulator server over the flash file `flash`.
 fn server(flash: &Path, extra: &[&str]) -> ServerProcess {
     let mut command = Command::new(env!("CARGO_BIN_EXE_fwloader-sim"));
-    command.arg("--flash").arg(flash).args(["--link", "fast", "--bank-size", "16M"]).args(extra);
+    command
+        .arg("--flash")
+        .arg(flash)
+        .args(["--dext", "cpp", "--link", "fast", "--bank-size", "16M"])
+        .args(extra);
     ServerProcess::spawn(command).expect("starting fwloader-sim")
 }
 
