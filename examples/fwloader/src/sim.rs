@@ -43,6 +43,9 @@ pub struct SimOptions {
     pub transfer_timeout_ms: u32,
     /// How long a disconnected device stays away.
     pub reconnect_delay: Duration,
+    /// Another build of the C++ dext to host instead of the one this crate
+    /// built (an instrumented one, say); `None`: the crate's own.
+    pub dext_library: Option<PathBuf>,
 }
 
 impl Default for SimOptions {
@@ -56,6 +59,7 @@ impl Default for SimOptions {
             bootloader: BootloaderConfig::default(),
             transfer_timeout_ms: TRANSFER_TIMEOUT_MS,
             reconnect_delay: Duration::from_millis(50),
+            dext_library: None,
         }
     }
 }
@@ -116,6 +120,10 @@ pub struct SimArgs {
     /// The dext's transfer timeout in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = TRANSFER_TIMEOUT_MS)]
     pub transfer_timeout_ms: u32,
+    /// Host this build of the C++ dext (a shared library built like the
+    /// crate's own, e.g. with sanitizers) instead of the built-in one.
+    #[arg(long, value_name = "FILE")]
+    pub dext_library: Option<PathBuf>,
 }
 
 impl SimArgs {
@@ -141,6 +149,7 @@ impl SimArgs {
             geometry,
             timing: self.flash_timing,
             transfer_timeout_ms: self.transfer_timeout_ms,
+            dext_library: self.dext_library.clone(),
             ..SimOptions::default()
         })
     }
@@ -315,7 +324,11 @@ impl dextlink::sim::Driver for CppFwLoader {
 /// The C++ fwloader dext on its simulated device, publishing the schema's service.
 #[cfg(target_os = "linux")]
 pub fn cpp_simulator(options: &SimOptions) -> Result<Simulator<CppFwLoader>, SimError> {
-    let (library, plist) = cpp_dext_paths().map_err(SimError::Dext)?;
+    let plist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dext/Info.plist");
+    let library = match &options.dext_library {
+        Some(library) => library.clone(),
+        None => cpp_dext_paths().map_err(SimError::Dext)?.0,
+    };
     let flash = match &options.flash {
         FlashStore::File(path) => Flash::open(path, options.geometry, options.timing)?,
         FlashStore::Memory => Flash::in_memory(options.geometry, options.timing)?,

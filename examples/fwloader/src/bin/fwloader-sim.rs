@@ -97,6 +97,9 @@ fn serve_rust(options: &sim::SimOptions, socket: &Path) -> Result<(), String> {
 #[cfg(target_os = "linux")]
 fn serve_cpp(options: &sim::SimOptions, socket: &Path) -> Result<(), String> {
     let simulator = sim::cpp_simulator(options).map_err(|e| e.to_string())?;
+    if let Some(library) = &options.dext_library {
+        eprintln!("fwloader-sim: hosting the C++ dext {}", library.display());
+    }
     simulator.driver().pipe().set_kill_dext_hook(Box::new(kill_dext));
     announce(simulator.service(), DextKind::Cpp, socket, options);
     simulator

@@ -434,6 +434,9 @@ fn sim_process_target(args: &Args, link: LinkModel, flash: String) -> Result<Tar
     if args.device.flash_timing != dextlink::sim::flash::FlashTiming::INSTANT {
         server_args.extend(["--flash-timing".into(), "typical".into()]);
     }
+    if let Some(library) = &args.device.dext_library {
+        server_args.extend(["--dext-library".into(), library.display().to_string()]);
+    }
     let mut first_args = server_args.clone();
     first_args.extend([
         "--fault".into(),
