@@ -192,3 +192,44 @@ fn the_cpp_dext_and_the_rust_model_answer_one_call_script_alike() {
     // The script reached a commit, so it compared more than errors.
     assert!(cpp_replies.iter().any(|r| r.starts_with("finish: Ok(Committed)")), "{cpp_replies:#?}");
 }
+
+#[test]
+fn a_personality_for_another_product_is_not_started_and_the_error_says_why() {
+    let (library, plist) = sim::cpp_dext_paths().unwrap_or_else(|e| panic!("{e}"));
+    let text = std::fs::read_to_string(&plist).expect("read Info.plist");
+    let other = text.replace(
+        "<key>idProduct</key>\n\t\t\t<integer>2</integer>",
+        "<key>idProduct</key>\n\t\t\t<integer>3</integer>",
+    );
+    assert_ne!(text, other, "the plist names idProduct 2");
+    let dir = tempfile::tempdir().unwrap();
+    let other_plist = dir.path().join("Info.plist");
+    std::fs::write(&other_plist, other).unwrap();
+
+    let options = options();
+    let flash = dextlink::sim::flash::Flash::in_memory(options.geometry, options.timing).unwrap();
+    let bootloader = fwloader::device::Bootloader::new(flash, options.bootloader);
+    let pipe = dextlink::sim::usb::BulkOutPipe::new(
+        options.link,
+        options.faults.clone(),
+        std::sync::Arc::new(bootloader.clone()),
+    );
+    let device = std::sync::Arc::new(fwloader::device::BootloaderUsb::new(bootloader, pipe));
+    let interface = dextlink_sim::driverkit::usb::UsbInterface::new(device.clone(), 0).unwrap();
+    let error =
+        dextlink_sim::CppDext::load_on_usb(&library, &other_plist, &interface, &device.identity())
+            .expect_err("a personality for product 3 on product 2");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: no personality matches the USB interface (FwLoaderDriver: idProduct is 0x0003 \
+             in the personality but 0x0002 on the interface)",
+            other_plist.display()
+        )
+    );
+    // The real plist matches the same interface.
+    let dext = dextlink_sim::CppDext::load_on_usb(&library, &plist, &interface, &device.identity())
+        .expect("the shipped personality matches");
+    assert_eq!(dext.registered(), ["FwLoaderDriver"]);
+    dext.shut_down();
+}

@@ -280,9 +280,10 @@ mod convert {
 
 impl Personality {
     /// Its USB matching keys (`IOProviderClass`, `idVendor`, `idProduct`,
-    /// `bConfigurationValue`, `bInterfaceNumber`); a key that is absent or
-    /// out of its range matches nothing it could be compared with, so it
-    /// is kept as `None` only when absent and as an impossible value otherwise.
+    /// `bConfigurationValue`, `bInterfaceNumber`): `None` for an absent key
+    /// (it matches anything); a key that is not an integer in its range is
+    /// kept as the type's maximum, so that it matches no real interface
+    /// rather than being ignored.
     pub fn usb_keys(&self) -> crate::usb_match::UsbMatchKeys {
         let number = |key: &str| -> Option<u64> {
             self.properties.get(key).map(|value| match value {
