@@ -1,5 +1,6 @@
-//! The upload figures: the staging pipeline over the fwloader dext model and
-//! its simulated device, each measured against the model it runs on, in the
+//! The upload figures: the staging pipeline through the C++ fwloader dext
+//! (its own code, hosted by the simulator's DriverKit runtime) on its
+//! simulated device, each measured against the model it runs on, in the
 //! same run.
 
 use std::io::Write as _;
@@ -18,6 +19,13 @@ use fwloader::fw_loader::{ImageInfo, SLOT_COUNT, SLOT_SIZE};
 use fwloader::sim::{FlashStore, SimOptions};
 
 use crate::Figure;
+
+// The C++ dext where the simulator's DriverKit runtime runs (Linux); the
+// Rust model of it elsewhere, so that the benchmark still builds there.
+#[cfg(target_os = "linux")]
+use fwloader::sim::cpp_simulator as simulator;
+#[cfg(not(target_os = "linux"))]
+use fwloader::sim::simulator;
 
 const MIB: u64 = 1 << 20;
 
@@ -84,7 +92,7 @@ fn device(link: LinkModel, timing: Option<FlashTiming>, bank_size: u64) -> SimOp
 /// Uploads `image` to a fresh in-process device; returns the summary and the
 /// device's modelled flash busy time.
 fn upload(image: &Path, options: &SimOptions, config: Config) -> (Summary, Duration) {
-    let simulator = fwloader::sim::simulator(options).expect("the simulated device");
+    let simulator = simulator(options).expect("the simulated device");
     let image =
         Image::open(image, Some(Format::Bin), Some(0x0800_0000)).expect("the benchmark image");
     let connect = || FwLoader::connect(simulator.open()?);
@@ -129,7 +137,7 @@ pub fn naive(scratch: &Scratch, len: u64) -> Figure {
     let path = scratch.image(len);
     let bytes = std::fs::read(&path).unwrap();
     let link = LinkModel::USB2;
-    let simulator = fwloader::sim::simulator(&device(link, None, len)).expect("the device");
+    let simulator = simulator(&device(link, None, len)).expect("the device");
     let client = FwLoader::connect(simulator.open().expect("open")).expect("handshake");
     let mut info = ImageInfo::zeroed();
     info.total_len = len;
@@ -320,7 +328,7 @@ pub fn child_role() -> bool {
                 geometry: FlashGeometry { sector_size: 4096, bank_size: 1 << 30 },
                 ..SimOptions::default()
             };
-            let simulator = fwloader::sim::simulator(&options).expect("the device");
+            let simulator = simulator(&options).expect("the device");
             let socket = dextlink::sim::socket_path_from_env().expect("a socket");
             simulator.serve_path(&socket).expect("serving");
         }

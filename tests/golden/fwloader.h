@@ -47,7 +47,7 @@ constexpr uint64_t kFingerprint = 0x25039d7d04506de8ULL;
 /// The schema's version number, reported beside the fingerprint.
 constexpr uint32_t kVersion = 1;
 /// The IOService name the client matches.
-constexpr const char kService[] = "com.example.dextlink.FwLoader";
+constexpr const char kService[] = "FwLoaderDriver";
 /// Selector of dextlink's handshake: no inputs; outputs the fingerprint and version.
 constexpr uint32_t kHandshakeSelector = 0x44584c4b;
 

@@ -41,7 +41,7 @@ extern "C" {
 /** Schema version; the dext reports it through the handshake. */
 #define FW_LOADER_VERSION 1u
 /** IOService name to match, e.g. with IOServiceNameMatching(). */
-#define FW_LOADER_SERVICE "com.example.dextlink.FwLoader"
+#define FW_LOADER_SERVICE "FwLoaderDriver"
 /**
  * Fingerprint handshake: a synchronous call with no inputs and two scalar
  * outputs, the fingerprint and the version. Compare them with FW_LOADER_FINGERPRINT

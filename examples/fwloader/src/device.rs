@@ -586,3 +586,119 @@ fn advance(state: &mut State, sector_size: u64) {
     }
     state.record.acknowledged = acknowledged;
 }
+
+/// The bootloader as a USB device, the provider the C++ dext matches
+/// (`dext/Info.plist`): vendor [`USB_VENDOR_ID`], product
+/// [`USB_PRODUCT_ID`], configuration 1 with interface 0 and the bulk OUT
+/// endpoint 0x01 ([`BulkOutPipe`] with its link model and faults), and the
+/// vendor control requests of `dext/FwLoaderDeviceProtocol.h`. A request
+/// the device refuses answers with the bootloader's own IOReturn, which the
+/// dext's `DeviceRequest` returns as is (as the Rust model returns it).
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+pub struct BootloaderUsb {
+    pub bootloader: Bootloader,
+    pub pipe: dextlink::sim::usb::BulkOutPipe,
+    descriptors: dextlink_sim::driverkit::usb::SimpleDescriptors,
+}
+
+/// pid.codes' open-source vendor id.
+pub const USB_VENDOR_ID: u16 = 0x1209;
+/// The fwloader bootloader's product id (in `dext/Info.plist` too).
+pub const USB_PRODUCT_ID: u16 = 0x0002;
+/// bRequest codes and data stages of `dext/FwLoaderDeviceProtocol.h`.
+pub mod request {
+    pub const VENDOR_OUT: u8 = 0x40;
+    pub const VENDOR_IN: u8 = 0xc0;
+    pub const BEGIN: u8 = 0x01;
+    pub const FINISH: u8 = 0x02;
+    pub const GET_STATE: u8 = 0x03;
+    pub const ABORT: u8 = 0x04;
+}
+
+#[cfg(target_os = "linux")]
+impl BootloaderUsb {
+    pub fn new(bootloader: Bootloader, pipe: dextlink::sim::usb::BulkOutPipe) -> BootloaderUsb {
+        BootloaderUsb {
+            bootloader,
+            pipe,
+            descriptors: dextlink_sim::driverkit::usb::SimpleDescriptors {
+                id_vendor: USB_VENDOR_ID,
+                id_product: USB_PRODUCT_ID,
+                bcd_device: 0x0100,
+                configuration_value: 1,
+                interface_number: 0,
+                interface_class: 0xff,
+                bulk_out_endpoints: vec![0x01],
+            },
+        }
+    }
+
+    /// What the dext's personality is matched against.
+    pub fn identity(&self) -> dextlink_sim::usb_match::UsbInterfaceIdentity {
+        dextlink_sim::usb_match::UsbInterfaceIdentity {
+            id_vendor: USB_VENDOR_ID,
+            id_product: USB_PRODUCT_ID,
+            b_configuration_value: 1,
+            b_interface_number: 0,
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl dextlink_sim::driverkit::usb::UsbDevice for BootloaderUsb {
+    fn device_descriptor(&self) -> [u8; 18] {
+        self.descriptors.device_descriptor()
+    }
+
+    fn configuration_descriptor(&self) -> Vec<u8> {
+        self.descriptors.configuration_descriptor()
+    }
+
+    fn control_in(
+        &self,
+        setup: &dextlink_sim::driverkit::usb::SetupPacket,
+        data: &mut [u8],
+    ) -> Result<usize, IoReturn> {
+        if setup.request_type != request::VENDOR_IN || setup.request != request::GET_STATE {
+            return Err(IoReturn::USB_HOST_PIPE_STALLED);
+        }
+        let state = self.bootloader.state();
+        let bytes = state.as_bytes();
+        if usize::from(setup.length) != bytes.len() || data.len() < bytes.len() {
+            return Err(IoReturn::USB_HOST_PIPE_STALLED);
+        }
+        data[..bytes.len()].copy_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn control_out(
+        &self,
+        setup: &dextlink_sim::driverkit::usb::SetupPacket,
+        data: &[u8],
+    ) -> Result<(), IoReturn> {
+        if setup.request_type != request::VENDOR_OUT {
+            return Err(IoReturn::USB_HOST_PIPE_STALLED);
+        }
+        match setup.request {
+            request::BEGIN => {
+                let info = ImageInfo::read_from_bytes(data)
+                    .map_err(|_| IoReturn::USB_HOST_PIPE_STALLED)?;
+                self.bootloader.begin(&info).map(|_| ())
+            }
+            request::FINISH => {
+                let crc: [u8; 4] = data.try_into().map_err(|_| IoReturn::USB_HOST_PIPE_STALLED)?;
+                self.bootloader.finish(u32::from_le_bytes(crc)).map(|_| ())
+            }
+            request::ABORT if data.is_empty() => {
+                self.bootloader.interrupt();
+                Ok(())
+            }
+            _ => Err(IoReturn::USB_HOST_PIPE_STALLED),
+        }
+    }
+
+    fn bulk_out_pipe(&self, address: u8) -> Option<dextlink::sim::usb::BulkOutPipe> {
+        (address == 0x01).then(|| self.pipe.clone())
+    }
+}

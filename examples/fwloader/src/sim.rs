@@ -9,6 +9,10 @@ use dextlink::sim::Simulator;
 use dextlink::sim::flash::{Flash, FlashError, FlashGeometry, FlashTiming};
 use dextlink::sim::usb::{BulkOutPipe, FaultPlan, LinkModel};
 
+use dextlink::IoReturn;
+
+#[cfg(target_os = "linux")]
+use crate::device::BootloaderUsb;
 use crate::device::{Bootloader, BootloaderConfig};
 use crate::dext::{FwLoaderDext, TRANSFER_TIMEOUT_MS};
 use crate::fw_loader::SERVICE;
@@ -39,6 +43,9 @@ pub struct SimOptions {
     pub transfer_timeout_ms: u32,
     /// How long a disconnected device stays away.
     pub reconnect_delay: Duration,
+    /// Another build of the C++ dext to host instead of the one this crate
+    /// built (an instrumented one, say); `None`: the crate's own.
+    pub dext_library: Option<PathBuf>,
 }
 
 impl Default for SimOptions {
@@ -52,6 +59,7 @@ impl Default for SimOptions {
             bootloader: BootloaderConfig::default(),
             transfer_timeout_ms: TRANSFER_TIMEOUT_MS,
             reconnect_delay: Duration::from_millis(50),
+            dext_library: None,
         }
     }
 }
@@ -63,6 +71,9 @@ pub enum SimError {
     Flash(#[from] FlashError),
     #[error("allocating the staging ring: {0}")]
     Ring(#[from] std::io::Error),
+    /// The C++ dext could not be found, loaded or started.
+    #[error("the C++ fwloader dext: {0}")]
+    Dext(String),
 }
 
 /// The fwloader dext on its simulated device, publishing the schema's service.
@@ -109,6 +120,10 @@ pub struct SimArgs {
     /// The dext's transfer timeout in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = TRANSFER_TIMEOUT_MS)]
     pub transfer_timeout_ms: u32,
+    /// Host this build of the C++ dext (a shared library built like the
+    /// crate's own, e.g. with sanitizers) instead of the built-in one.
+    #[arg(long, value_name = "FILE")]
+    pub dext_library: Option<PathBuf>,
 }
 
 impl SimArgs {
@@ -134,6 +149,7 @@ impl SimArgs {
             geometry,
             timing: self.flash_timing,
             transfer_timeout_ms: self.transfer_timeout_ms,
+            dext_library: self.dext_library.clone(),
             ..SimOptions::default()
         })
     }
@@ -189,4 +205,143 @@ pub fn kill_this_process() -> ! {
     let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
     // SIGKILL cannot be caught; should it fail to be sent, abort instead.
     std::process::abort()
+}
+
+/// Which dext serves the simulated device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DextKind {
+    /// The C++ dext of `dext/`, compiled by this crate's build script and
+    /// hosted by the simulator's DriverKit runtime, with the bootloader as
+    /// its USB provider.
+    #[default]
+    Cpp,
+    /// The Rust model of the same dext ([`crate::dext`]).
+    Rust,
+}
+
+impl DextKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DextKind::Cpp => "cpp",
+            DextKind::Rust => "rust",
+        }
+    }
+}
+
+/// Where the build script put the C++ dext, or why it is not there.
+#[cfg(target_os = "linux")]
+pub fn cpp_dext_paths() -> Result<(PathBuf, PathBuf), String> {
+    let library = env!("FWLOADER_DEXT");
+    if library.is_empty() {
+        return Err("the C++ fwloader dext was not built: no C++ compiler was found when this \
+                    program was built (install g++ or set CXX, and rebuild); `--dext rust` \
+                    runs the Rust model instead"
+            .to_string());
+    }
+    let plist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dext/Info.plist");
+    Ok((PathBuf::from(library), plist))
+}
+
+/// The C++ dext on the bootloader's USB interface, as a [`dextlink::sim::Driver`].
+///
+/// A `disconnect` fault terminates the device: the runtime stops the dext's
+/// driver (its `Stop` runs) and every later call fails with
+/// `kIOReturnNoDevice`. When the device is back (the pipe reconnects after
+/// [`SimOptions::reconnect_delay`]), the next client finds a new interface
+/// and a newly matched driver on it, as a replugged device is matched again.
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+pub struct CppFwLoader {
+    device: std::sync::Arc<BootloaderUsb>,
+    library: PathBuf,
+    plist: PathBuf,
+    plugged: std::sync::Mutex<Plugged>,
+}
+
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+struct Plugged {
+    // Kept for as long as its driver serves: the provider of the service.
+    _interface: dextlink_sim::driverkit::usb::UsbInterface,
+    dext: dextlink_sim::CppDext,
+    service: dextlink_sim::CppService,
+    generation: u64,
+}
+
+#[cfg(target_os = "linux")]
+impl CppFwLoader {
+    fn plug(
+        device: &std::sync::Arc<BootloaderUsb>,
+        library: &std::path::Path,
+        plist: &std::path::Path,
+    ) -> Result<Plugged, String> {
+        let provider: std::sync::Arc<dyn dextlink_sim::driverkit::usb::UsbDevice> = device.clone();
+        let interface = dextlink_sim::driverkit::usb::UsbInterface::new(provider, 0)
+            .map_err(|code| format!("the bootloader's USB interface: {code}"))?;
+        let dext =
+            dextlink_sim::CppDext::load_on_usb(library, plist, &interface, &device.identity())
+                .map_err(|error| error.to_string())?;
+        let service = dext.service(SERVICE).map_err(|error| error.to_string())?;
+        Ok(Plugged { _interface: interface, dext, service, generation: device.pipe.generation() })
+    }
+
+    /// The bootloader the dext drives.
+    pub fn bootloader(&self) -> &Bootloader {
+        &self.device.bootloader
+    }
+
+    pub fn pipe(&self) -> &BulkOutPipe {
+        &self.device.pipe
+    }
+
+    /// Stops the dext's services now (what exit does to a dext).
+    pub fn shut_down(&self) {
+        self.plugged.lock().unwrap_or_else(|e| e.into_inner()).dext.shut_down();
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl dextlink::sim::Driver for CppFwLoader {
+    type UserClient = dextlink_sim::CppUserClient;
+
+    fn new_user_client(&self, kind: u32) -> Result<dextlink_sim::CppUserClient, IoReturn> {
+        if !self.device.pipe.is_connected() {
+            return Err(IoReturn::NO_DEVICE);
+        }
+        let mut plugged = self.plugged.lock().unwrap_or_else(|e| e.into_inner());
+        if plugged.generation != self.device.pipe.generation() {
+            // The device went away and came back: match it again.
+            *plugged =
+                CppFwLoader::plug(&self.device, &self.library, &self.plist).map_err(|e| {
+                    eprintln!("fwloader: re-matching the dext on the replugged device: {e}");
+                    IoReturn::NO_DEVICE
+                })?;
+        }
+        dextlink::sim::Driver::new_user_client(&plugged.service, kind)
+    }
+}
+
+/// The C++ fwloader dext on its simulated device, publishing the schema's service.
+#[cfg(target_os = "linux")]
+pub fn cpp_simulator(options: &SimOptions) -> Result<Simulator<CppFwLoader>, SimError> {
+    let plist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dext/Info.plist");
+    let library = match &options.dext_library {
+        Some(library) => library.clone(),
+        None => cpp_dext_paths().map_err(SimError::Dext)?.0,
+    };
+    let flash = match &options.flash {
+        FlashStore::File(path) => Flash::open(path, options.geometry, options.timing)?,
+        FlashStore::Memory => Flash::in_memory(options.geometry, options.timing)?,
+    };
+    let bootloader = Bootloader::new(flash, options.bootloader);
+    let pipe = BulkOutPipe::new(
+        options.link,
+        options.faults.clone(),
+        std::sync::Arc::new(bootloader.clone()),
+    )
+    .with_reconnect_delay(options.reconnect_delay);
+    let device = std::sync::Arc::new(BootloaderUsb::new(bootloader, pipe));
+    let plugged = CppFwLoader::plug(&device, &library, &plist).map_err(SimError::Dext)?;
+    let driver = CppFwLoader { device, library, plist, plugged: std::sync::Mutex::new(plugged) };
+    Ok(Simulator::new(SERVICE, driver))
 }

@@ -1,5 +1,7 @@
 //! Fault matrix: every fault kind × the first, middle and last
-//! transfer of an upload × several seeds, through the real `fwupload`.
+//! transfer of an upload × several seeds, through the real `fwupload` and
+//! the C++ fwloader dext (`--dext cpp`: the dext's own code in the
+//! simulator's DriverKit runtime, on the simulated bootloader).
 //!
 //! Each case starts from the same device: a flash file whose active bank holds
 //! an OLD image (and whose inactive bank holds an older, stale one). It then
@@ -23,7 +25,7 @@
 //! and the in-process simulator. The run ends with the line
 //!
 //! ```text
-//! fault-matrix: N runs, N survived, 0 corrupt, 0 hung
+//! fault-matrix (cpp dext): N runs, N survived, 0 corrupt, 0 hung
 //! ```
 //!
 //! Larger runs, from one command (defaults: 5 seeds, 320K images, 4 threads):
@@ -53,6 +55,8 @@ use dextlink_tests::Scratch;
 use fwloader::fw_loader::SLOT_HEADER_SIZE;
 use serde_json::Value;
 
+/// The dext every upload runs through.
+const DEXT: &str = "cpp";
 /// Bytes of each slot used, header included: small, so an upload takes many transfers.
 const SLOT_SIZE: u64 = 16 * 1024;
 /// The dext's transfer timeout: short, so that `timeout` faults cost little.
@@ -276,6 +280,8 @@ fn upload_args(world: &World, image: &Path, flash: &Path, sim_process: bool) -> 
         "--transfer-timeout-ms".into(),
         TRANSFER_TIMEOUT_MS.into(),
         "--json".into(),
+        "--dext".into(),
+        DEXT.into(),
         // The images are raw binaries, which carry no address of their own.
         "--address".into(),
         "0".into(),
@@ -865,10 +871,12 @@ fn fault_matrix() {
         eprintln!("FAILED {failure}\n");
     }
     eprintln!("fault matrix took {:.1?} on {threads} threads", started.elapsed());
-    println!("fault-matrix: {runs} runs, {survived} survived, {corrupt} corrupt, {hung} hung");
+    println!(
+        "fault-matrix ({DEXT} dext): {runs} runs, {survived} survived, {corrupt} corrupt, {hung} hung"
+    );
     assert!(
         failures.is_empty() && survived == runs && corrupt == 0 && hung == 0,
-        "fault-matrix: {runs} runs, {survived} survived, {corrupt} corrupt, {hung} hung; \
+        "fault-matrix ({DEXT} dext): {runs} runs, {survived} survived, {corrupt} corrupt, {hung} hung; \
          {} case(s) failed (details above; their directories: {})",
         failures.len(),
         world.scratch.keep_hint()

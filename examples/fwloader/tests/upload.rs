@@ -1,5 +1,6 @@
-//! End-to-end uploads through the out-of-process simulator: the fwloader
-//! dext model and its simulated USB bootloader run in `fwloader-sim`, the
+//! End-to-end uploads through the out-of-process simulator: the C++
+//! fwloader dext (hosted by the simulator's DriverKit runtime, `--dext cpp`)
+//! and its simulated USB bootloader run in `fwloader-sim`, the
 //! staging pipeline in this process, the flash banks in a file. Every image
 //! format lands byte for byte in the committed bank; each fault kind ends as
 //! expected: recovered, or refused with the previous image intact.
@@ -30,12 +31,119 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
 /// A simulator server over the flash file `flash`.
 fn server(flash: &Path, extra: &[&str]) -> ServerProcess {
     let mut command = Command::new(env!("CARGO_BIN_EXE_fwloader-sim"));
-    command.arg("--flash").arg(flash).args(["--link", "fast", "--bank-size", "16M"]).args(extra);
+    command
+        .arg("--flash")
+        .arg(flash)
+        .args(["--dext", "cpp", "--link", "fast", "--bank-size", "16M"])
+        .args(extra);
+    // Under the_uploads_under_sanitizers_report_nothing: the instrumented
+    // dext, in a server with the sanitizer runtime preloaded.
+    if let Some(library) = std::env::var_os(SANITIZED_DEXT_ENV) {
+        command.arg("--dext-library").arg(library);
+    }
+    if let Some(runtime) = std::env::var_os(SANITIZER_RUNTIME_ENV) {
+        command
+            .env("LD_PRELOAD", runtime)
+            // The server is killed, never exits, so no leak check could run.
+            .env("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
+            .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
+    }
     ServerProcess::spawn(command).expect("starting fwloader-sim")
 }
 
 fn connect(socket: PathBuf) -> impl FnMut() -> Result<FwLoader<SocketTransport>, Error> {
     move || FwLoader::connect(SocketTransport::connect(&socket, &OpenOptions::default())?)
+}
+
+/// The C++ dext built with ASan and UBSan, for the servers of a child run.
+const SANITIZED_DEXT_ENV: &str = "FWLOADER_TEST_SANITIZED_DEXT";
+/// The sanitizer runtime those servers preload.
+const SANITIZER_RUNTIME_ENV: &str = "FWLOADER_TEST_SANITIZER_RUNTIME";
+
+/// Builds the C++ dext as build.rs does, with `clang++` and the sanitizers.
+fn build_sanitized_dext(dir: &Path) -> PathBuf {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dext = crate_dir.join("dext");
+    let schema = dextlink_tests::load(&crate_dir.join("fwloader.dextlink"));
+    std::fs::write(dir.join("FwLoader.h"), dextlink_tests::cpp_header(&schema)).unwrap();
+    let mut sources = vec![dext.join("FwLoaderDriver.cpp"), dext.join("FwLoaderUserClient.cpp")];
+    for class in ["FwLoaderDriver.iig", "FwLoaderUserClient.iig"] {
+        let path = dext.join(class);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let output = dextlink_schema::iig::generate(&path, &text)
+            .unwrap_or_else(|e| panic!("dextlink iig {}: {e}", path.display()));
+        std::fs::write(dir.join(&output.header_name), output.header).unwrap();
+        std::fs::write(dir.join(&output.source_name), output.source).unwrap();
+        sources.push(dir.join(output.source_name));
+    }
+    let library = dir.join("libfwloader_dext_asan.so");
+    let result = Command::new("clang++")
+        .args(["-std=c++17", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror"])
+        .args(["-fsanitize=address,undefined", "-fno-sanitize-recover=all"])
+        .args(["-fno-omit-frame-pointer", "-g"])
+        .arg("-I")
+        .arg(crate_dir.join("../../runtime/sim/driverkit/include"))
+        .arg("-I")
+        .arg(dir)
+        .arg("-I")
+        .arg(&dext)
+        .args(&sources)
+        .arg("-o")
+        .arg(&library)
+        .output()
+        .expect("run clang++");
+    assert!(
+        result.status.success(),
+        "clang++ could not build the sanitized dext:\n{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    library
+}
+
+/// clang's ASan runtime (`-print-file-name`), which also carries UBSan's.
+fn clang_asan_runtime() -> PathBuf {
+    let output = Command::new("clang")
+        .arg("-print-file-name=libclang_rt.asan-x86_64.so")
+        .output()
+        .expect("clang -print-file-name");
+    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    assert!(
+        path.is_absolute() && path.exists(),
+        "clang's ASan runtime is not installed (looked for {})",
+        path.display()
+    );
+    path
+}
+
+/// Every other test of this file again, in a child run whose servers host
+/// the dext built with ASan and UBSan: a clean run reports nothing.
+#[test]
+fn the_uploads_under_sanitizers_report_nothing() {
+    if !dextlink_tests::tools::require("clang++", "the sanitizer run")
+        || !dextlink_tests::tools::require("clang", "the sanitizer run")
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let library = build_sanitized_dext(dir.path());
+    let output = Command::new(std::env::current_exe().expect("the test binary"))
+        .args(["--skip", "the_uploads_under_sanitizers_report_nothing", "--test-threads=2"])
+        .env(SANITIZED_DEXT_ENV, &library)
+        .env(SANITIZER_RUNTIME_ENV, clang_asan_runtime())
+        .output()
+        .expect("run the uploads again");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let hosted = format!("hosting the C++ dext {}", library.display());
+    assert!(
+        output.status.success()
+            && stdout.contains("test result: ok. 7 passed")
+            && stderr.contains(&hosted)
+            && !stderr.contains("Sanitizer")
+            && !stderr.contains("runtime error"),
+        "status {}\n--- stdout\n{stdout}--- stderr\n{stderr}",
+        output.status
+    );
 }
 
 /// Small slots so that small images take many transfers.

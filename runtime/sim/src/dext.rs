@@ -45,6 +45,8 @@ pub enum HostError {
     NotFound { service: String, plist: PathBuf, known: Vec<String> },
     /// The service started but never called `RegisterService`.
     NotRegistered { service: String },
+    /// No personality of the plist matches the USB interface (each one's reason).
+    NoUsbMatch { plist: PathBuf, mismatches: Vec<String> },
 }
 
 impl fmt::Display for HostError {
@@ -73,6 +75,16 @@ impl fmt::Display for HostError {
                 f,
                 "service {service:?} not found: it started but did not call RegisterService, \
                  so clients cannot find it (docs/driverkit.md §9-3)"
+            ),
+            HostError::NoUsbMatch { plist, mismatches } => write!(
+                f,
+                "{}: no personality matches the USB interface ({})",
+                plist.display(),
+                if mismatches.is_empty() {
+                    "it has none".to_string()
+                } else {
+                    mismatches.join("; ")
+                }
             ),
         }
     }
@@ -216,6 +228,65 @@ impl CppDext {
             };
             let properties = personality.to_dictionary().map_err(start_failed)?;
             let service = Service::start(&properties).map_err(start_failed)?;
+            loaded.services.push(Started { personality, service: Mutex::new(Some(service)) });
+        }
+        Ok(CppDext { loaded: Arc::new(loaded) })
+    }
+
+    /// [`load`](CppDext::load) for a dext whose personalities match a USB
+    /// interface: every personality whose `IOProviderClass` and USB keys
+    /// match `identity` ([`crate::usb_match`]) is started on `interface`
+    /// (docs/driverkit.md §9); a plist in which none matches is an error
+    /// that names each personality's first differing key.
+    pub fn load_on_usb(
+        library: &Path,
+        plist: &Path,
+        interface: &crate::driverkit::usb::UsbInterface,
+        identity: &crate::usb_match::UsbInterfaceIdentity,
+    ) -> Result<CppDext, HostError> {
+        let personalities = personality::read(plist).map_err(HostError::Personality)?;
+        let mut matching = Vec::new();
+        let mut mismatches = Vec::new();
+        for personality in personalities {
+            match crate::usb_match::match_usb_interface(&personality.usb_keys(), identity) {
+                Ok(()) => matching.push(personality),
+                Err(why) => mismatches.push(format!("{}: {why}", personality.name)),
+            }
+        }
+        if matching.is_empty() {
+            return Err(HostError::NoUsbMatch { plist: plist.to_owned(), mismatches });
+        }
+        let library = Library::load(library).map_err(HostError::Load)?;
+        for personality in &matching {
+            let classes = std::iter::once(("IOUserClass", &personality.user_class)).chain(
+                personality
+                    .user_client_class
+                    .iter()
+                    .map(|c| ("UserClientProperties.IOUserClass", c)),
+            );
+            for (key, class) in classes {
+                if !driverkit::class_exists(class) {
+                    return Err(HostError::UnknownClass {
+                        library: library.path().to_owned(),
+                        plist: plist.to_owned(),
+                        personality: personality.name.clone(),
+                        key,
+                        class: class.clone(),
+                    });
+                }
+            }
+        }
+        LOADED.fetch_add(1, Ordering::AcqRel);
+        let mut loaded = Loaded { library, plist: plist.to_owned(), services: Vec::new() };
+        for personality in matching {
+            let start_failed = |code| HostError::StartFailed {
+                plist: plist.to_owned(),
+                personality: personality.name.clone(),
+                class: personality.user_class.clone(),
+                code,
+            };
+            let properties = personality.to_dictionary().map_err(start_failed)?;
+            let service = Service::start_on(&properties, interface).map_err(start_failed)?;
             loaded.services.push(Started { personality, service: Mutex::new(Some(service)) });
         }
         Ok(CppDext { loaded: Arc::new(loaded) })

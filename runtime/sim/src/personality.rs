@@ -278,6 +278,31 @@ mod convert {
     }
 }
 
+impl Personality {
+    /// Its USB matching keys (`IOProviderClass`, `idVendor`, `idProduct`,
+    /// `bConfigurationValue`, `bInterfaceNumber`): `None` for an absent key
+    /// (it matches anything); a key that is not an integer in its range is
+    /// kept as the type's maximum, so that it matches no real interface
+    /// rather than being ignored.
+    pub fn usb_keys(&self) -> crate::usb_match::UsbMatchKeys {
+        let number = |key: &str| -> Option<u64> {
+            self.properties.get(key).map(|value| match value {
+                plist::Value::Integer(integer) => integer_bits(*integer),
+                _ => u64::MAX,
+            })
+        };
+        let narrow16 = |key: &str| number(key).map(|n| u16::try_from(n).unwrap_or(u16::MAX));
+        let narrow8 = |key: &str| number(key).map(|n| u8::try_from(n).unwrap_or(u8::MAX));
+        crate::usb_match::UsbMatchKeys {
+            provider_class: self.provider_class.clone(),
+            id_vendor: narrow16("idVendor"),
+            id_product: narrow16("idProduct"),
+            b_configuration_value: narrow8("bConfigurationValue"),
+            b_interface_number: narrow8("bInterfaceNumber"),
+        }
+    }
+}
+
 #[cfg(target_os = "linux")]
 impl Personality {
     /// The personality as the runtime's OSDictionary (every key).

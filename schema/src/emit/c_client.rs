@@ -774,7 +774,7 @@ mod tests {
             iface.fingerprint
         )));
         assert!(h.contains("#define FW_LOADER_VERSION 1u"));
-        assert!(h.contains("#define FW_LOADER_SERVICE \"com.example.dextlink.FwLoader\""));
+        assert!(h.contains("#define FW_LOADER_SERVICE \"FwLoaderDriver\""));
         assert!(h.contains("#define FW_LOADER_HANDSHAKE_SELECTOR 0x44584C4Bu"));
         assert!(h.contains("#define FW_LOADER_SLOT_SIZE 1048576u"));
         assert!(h.contains("typedef uint32_t FwLoaderStatus;\nenum {\n    /** No upload in progress. */\n    FW_LOADER_STATUS_IDLE = 0,"));

@@ -479,7 +479,7 @@ mod tests {
         assert!(t.contains("0   staging  8388608 B (8 MiB)  read-write"), "{t}");
         assert!(t.contains(&format!("Fingerprint: {:#018x}", fwloader().fingerprint)));
         assert!(t.contains("Version:     1\n"));
-        assert!(t.contains("Service:     \"com.example.dextlink.FwLoader\""));
+        assert!(t.contains("Service:     \"FwLoaderDriver\""));
         // Continuation lines of a multi-line cell line up under its first line.
         let first = t.lines().find(|l| l.contains("2: slot u32")).unwrap();
         let next = t.lines().find(|l| l.contains("len u32 1..=1048576")).unwrap();

@@ -32,7 +32,7 @@ use dextlink::staging::{Cancel, Config, Phase, Progress, Summary, Upload, Upload
 use dextlink::{Error, Transport};
 use fwloader::FwLoader;
 use fwloader::fw_loader::{self, SLOT_COUNT, SLOT_HEADER_SIZE, SLOT_SIZE};
-use fwloader::sim::{self, SimArgs};
+use fwloader::sim::{self, DextKind, SimArgs};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 
@@ -76,6 +76,11 @@ struct Args {
     /// Talk to an `fwloader-sim` already listening on this socket.
     #[arg(long, value_name = "SOCKET", conflicts_with_all = ["sim", "sim_process"])]
     connect: Option<PathBuf>,
+    /// The simulated dext: `cpp` (the C++ dext of dext/, hosted by the
+    /// simulator's DriverKit runtime on the simulated bootloader) or `rust`
+    /// (its Rust model); in process and with --sim-process.
+    #[arg(long, value_enum, default_value = "cpp", conflicts_with = "connect")]
+    dext: DextKind,
     /// The dext's service name (IOKit).
     #[arg(long, value_name = "NAME", default_value = fw_loader::SERVICE)]
     service: String,
@@ -358,8 +363,40 @@ fn target(args: &Args, faults: &FaultPlan) -> Result<Target, Failure> {
     if args.sim_process {
         return sim_process_target(args, link, flash);
     }
-    let simulator =
-        sim::simulator(&options).map_err(|e| Failure::new(1, "simulator", e.to_string()))?;
+    let description = format!(
+        "built-in simulator ({} dext, link {}, flash {flash})",
+        args.dext.name(),
+        link.name
+    );
+    let connect = match args.dext {
+        DextKind::Rust => in_process(
+            args,
+            sim::simulator(&options).map_err(|e| Failure::new(1, "simulator", e.to_string()))?,
+        )?,
+        #[cfg(target_os = "linux")]
+        DextKind::Cpp => in_process(
+            args,
+            sim::cpp_simulator(&options)
+                .map_err(|e| Failure::new(1, "simulator", e.to_string()))?,
+        )?,
+        #[cfg(not(target_os = "linux"))]
+        DextKind::Cpp => {
+            return Err(Failure::new(
+                2,
+                "usage",
+                "the C++ dext runs in the simulator on Linux only; pass --dext rust",
+            ));
+        }
+    };
+    Ok(Target { description, link: Some(link), connect, _server: None })
+}
+
+/// Connections to `simulator` in this process, once its service is the one asked for.
+fn in_process<D>(args: &Args, simulator: dextlink::sim::Simulator<D>) -> Result<Connect, Failure>
+where
+    D: dextlink::sim::Driver,
+    dextlink::sim::InProcess<D::UserClient>: Transport,
+{
     if simulator.service() != args.service {
         return Err(Failure::new(
             4,
@@ -371,12 +408,10 @@ fn target(args: &Args, faults: &FaultPlan) -> Result<Target, Failure> {
             ),
         ));
     }
-    let description = format!("built-in simulator (link {}, flash {flash})", link.name);
-    let connect: Connect = Box::new(move || {
+    Ok(Box::new(move || {
         let transport = simulator.open()?;
         FwLoader::connect(Arc::new(transport) as Arc<dyn Transport>)
-    });
-    Ok(Target { description, link: Some(link), connect, _server: None })
+    }))
 }
 
 /// The simulated dext in a child process, relaunched when it dies.
@@ -386,6 +421,8 @@ fn sim_process_target(args: &Args, link: LinkModel, flash: String) -> Result<Tar
         .with_file_name("fwloader-sim");
     let mut server_args: Vec<String> = vec![
         "--exit-with-parent".into(),
+        "--dext".into(),
+        args.dext.name().into(),
         "--link".into(),
         link.name.into(),
         "--flash".into(),
@@ -396,6 +433,9 @@ fn sim_process_target(args: &Args, link: LinkModel, flash: String) -> Result<Tar
         .extend(["--transfer-timeout-ms".into(), args.device.transfer_timeout_ms.to_string()]);
     if args.device.flash_timing != dextlink::sim::flash::FlashTiming::INSTANT {
         server_args.extend(["--flash-timing".into(), "typical".into()]);
+    }
+    if let Some(library) = &args.device.dext_library {
+        server_args.extend(["--dext-library".into(), library.display().to_string()]);
     }
     let mut first_args = server_args.clone();
     first_args.extend([
@@ -438,7 +478,8 @@ fn sim_process_target(args: &Args, link: LinkModel, flash: String) -> Result<Tar
             }
         }
     });
-    let description = format!("simulator process (link {}, flash {flash})", link.name);
+    let description =
+        format!("simulator process ({} dext, link {}, flash {flash})", args.dext.name(), link.name);
     Ok(Target { description, link: Some(link), connect, _server: Some(server) })
 }
 
