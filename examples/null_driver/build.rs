@@ -19,6 +19,11 @@ fn main() {
 }
 
 fn build() -> Result<(), String> {
+    // The simulator's DriverKit runtime is Linux's; on a Mac, Xcode builds
+    // the dext and DriverKit runs it.
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
+        return Ok(());
+    }
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dext = manifest.join("dext");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
@@ -31,9 +36,8 @@ fn build() -> Result<(), String> {
         let path = dext.join(iig);
         println!("cargo:rerun-if-changed={}", path.display());
         let text = read(&path)?;
-        let output = dextlink_schema::iig::generate(&path, &text).map_err(|diagnostics| {
-            format!("dextlink iig {}:\n{diagnostics}", path.display())
-        })?;
+        let output = dextlink_schema::iig::generate(&path, &text)
+            .map_err(|diagnostics| format!("dextlink iig {}:\n{diagnostics}", path.display()))?;
         write(&generated.join(&output.header_name), &output.header)?;
         let source = generated.join(&output.source_name);
         write(&source, &output.source)?;
