@@ -18,7 +18,12 @@ pub fn plist() -> &'static Path {
 /// Loads the dext and starts its personality; its service, the IOUserClass
 /// `NullDriver` (the schema's `service`), once it registered.
 pub fn start() -> Result<(CppDext, CppService), HostError> {
-    let dext = CppDext::load(library(), plist())?;
+    start_from(library(), plist())
+}
+
+/// [`start`] for a build of the dext made elsewhere (with sanitizers, say).
+pub fn start_from(library: &Path, plist: &Path) -> Result<(CppDext, CppService), HostError> {
+    let dext = CppDext::load(library, plist)?;
     let service = dext.service(crate::null_driver::SERVICE)?;
     Ok((dext, service))
 }

@@ -33,6 +33,13 @@ struct Args {
     /// Which dext: its own C++ (dext/, built by this crate) or the Rust model.
     #[arg(long, value_enum, default_value_t = Dext::Cpp)]
     dext: Dext,
+    /// With `--dext cpp --sim in-process`: another build of the dext's
+    /// library than this crate's (e.g. one with sanitizers).
+    #[arg(long, value_name = "LIB.so", requires = "plist")]
+    library: Option<PathBuf>,
+    /// The Info.plist for `--library`.
+    #[arg(long, value_name = "Info.plist", requires = "library")]
+    plist: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -76,7 +83,10 @@ fn main() -> ExitCode {
     let mut server = None;
     let transport: Result<Arc<dyn Transport>, Error> = match args.sim {
         Mode::InProcess => match args.dext {
-            Dext::Cpp => match null_driver::cpp::start() {
+            Dext::Cpp => match match (&args.library, &args.plist) {
+                (Some(library), Some(plist)) => null_driver::cpp::start_from(library, plist),
+                _ => null_driver::cpp::start(),
+            } {
                 Ok((_dext, service)) => Simulator::new(null_driver::null_driver::SERVICE, service)
                     .open()
                     .map(|t| Arc::new(t) as Arc<dyn Transport>),
