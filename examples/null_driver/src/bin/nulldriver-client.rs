@@ -56,6 +56,9 @@ enum Mode {
     Spawn,
     /// The dext in a `nulldriver-sim` already listening on `--socket`.
     Socket,
+    /// The dext a running server (`nulldriver-sim`, or `dextlink-sim serve`
+    /// of the compiled dext) registered under its service name, NullDriver.
+    Named,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -113,6 +116,10 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
+        Mode::Named => {
+            dextlink::sim::open(null_driver::null_driver::SERVICE, &OpenOptions::default())
+                .map(|t| Arc::new(t) as Arc<dyn Transport>)
+        }
         Mode::Socket => {
             let path = args.socket.clone().expect("clap requires --socket");
             SocketTransport::connect(&path, &OpenOptions::default())
