@@ -13,8 +13,9 @@ use std::time::Duration;
 use dextlink::IoReturn;
 use dextlink_sim::driverkit::{BufferedCall, CompletionFn, Dictionary, Library, Service};
 
-fn data(foo: u64, bar: u64) -> Vec<u8> {
-    [foo.to_ne_bytes(), bar.to_ne_bytes()].concat()
+/// A DataStruct as bytes.
+fn data(first: u64, second: u64) -> Vec<u8> {
+    [first.to_ne_bytes(), second.to_ne_bytes()].concat()
 }
 
 #[test]
