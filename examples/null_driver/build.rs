@@ -80,6 +80,12 @@ fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
+/// Writes `text` unless the file already holds it: the generated sources are
+/// `rerun-if-changed` inputs of the dext's compile, so rewriting them
+/// unchanged would rebuild the crate on every build.
 fn write(path: &Path, text: &str) -> Result<(), String> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return Ok(());
+    }
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
