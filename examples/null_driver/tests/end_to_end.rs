@@ -193,9 +193,26 @@ fn the_service_is_found_by_name_only_while_it_runs() {
     let server = ServerProcess::spawn(command).unwrap();
     let client = NullDriver::connect(Arc::new(find().unwrap()) as Arc<dyn Transport>).unwrap();
     assert_eq!(client.checked_struct(&DataStruct { foo: 1, bar: 1 }).unwrap().bar, 11);
+    // The CLI finds it the same way.
+    let named = Command::new(env!("CARGO_BIN_EXE_nulldriver-client"))
+        .args(["--sim", "named", "checked-struct"])
+        .env(REGISTRY_ENV, &registry)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&named.stdout);
+    assert!(named.status.success(), "{stdout}{}", String::from_utf8_lossy(&named.stderr));
+    assert!(stdout.contains("Checked struct: sent { foo: 1, bar: 2 }, got { foo: 2, bar: 12 }"));
     drop(client);
     drop(server);
     assert!(matches!(find(), Err(Error::NotFound { .. })), "found after the server stopped");
+    let named = Command::new(env!("CARGO_BIN_EXE_nulldriver-client"))
+        .args(["--sim", "named", "checked-struct"])
+        .env(REGISTRY_ENV, &registry)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&named.stderr);
+    assert!(!named.status.success());
+    assert!(stderr.contains("NullDriver"), "the error names the service: {stderr}");
     let _ = std::fs::remove_dir_all(&registry);
 }
 
