@@ -1,4 +1,5 @@
-//! The upload figures host the C++ fwloader dext in this executable: its
+//! The benchmark hosts compiled C++ dexts in this executable (the fwloader
+//! dext for the upload figures, NullDriver's for the per-call ones): their
 //! DriverKit symbols bind to the executable's copy of the runtime at load
 //! time, so the executable exports its symbols (runtime/sim/driverkit/README.md).
 

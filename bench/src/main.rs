@@ -13,6 +13,8 @@ use dextlink::sim::{UserClient, kernel};
 use dextlink::{Call, IoReturn, StructOutput, Transport};
 use dextlink_schema::emit::{c_client, cpp, rust};
 
+#[cfg(target_os = "linux")]
+mod null_driver;
 mod upload;
 
 use fwloader::fw_loader;
@@ -249,6 +251,13 @@ fn main() {
         ("stub", Box::new(stub_figure)),
         ("schema", Box::new(schema_figure)),
     ];
+    #[cfg(target_os = "linux")]
+    let all = {
+        let mut all = all;
+        all.push(("cpp-dext", Box::new(|| null_driver::cpp_ratio(scratch.path()))));
+        all.push(("socket", Box::new(|| null_driver::raw_round_trip(scratch.path()))));
+        all
+    };
     if let Some(unknown) = only.iter().find(|key| !all.iter().any(|(k, _)| k == *key)) {
         let keys: Vec<&str> = all.iter().map(|(k, _)| *k).collect();
         eprintln!("error: no figure {unknown:?}; the figures are {}", keys.join(", "));

@@ -271,6 +271,16 @@ impl Checker {
                         self.error(Diagnostic::error(*span, "the service name is empty").label("empty").help("write the IOService name the client matches, e.g. `service \"com.example.driver.UserClient\";`"));
                         service = Some((String::new(), *span));
                     } else {
+                        if let Some(why) = crate::names::not_a_cpp_class_name(value) {
+                            // Not an error: a Mac finds a service by its
+                            // IOUserClass, but nothing stops a schema from
+                            // naming another registry property.
+                            self.diags.push(
+                                Diagnostic::warning(*span, format!("the service name {value:?} cannot be a C++ class name: {why}"))
+                                    .label("names the dext's IOUserClass")
+                                    .help("a client finds a dext's service by its IOUserClass, the C++ class in Info.plist; name that class, e.g. `service \"NullDriver\";`"),
+                            );
+                        }
                         service = Some((value.clone(), *span));
                     }
                 }

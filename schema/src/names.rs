@@ -169,6 +169,29 @@ pub const GENERATED_NAMES: &[&str] = &[
 pub const GENERATED_PARAMS: &[&str] =
     &["target", "reference", "arguments", "client", "completion", "result", "ret"];
 
+/// Why `name` cannot be a C++ class name (the IOUserClass a `service` names),
+/// or `None` when it can.
+pub fn not_a_cpp_class_name(name: &str) -> Option<&'static str> {
+    let mut chars = name.chars();
+    let starts_well = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !starts_well || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Some(
+            "it is not a C++ identifier (letters, digits and `_`, not starting with a digit)",
+        );
+    }
+    if CPP_KEYWORDS.contains(&name) {
+        return Some("it is a C++ keyword");
+    }
+    if name.contains("__")
+        || (name.starts_with('_') && name[1..].starts_with(|c: char| c.is_ascii_uppercase()))
+    {
+        return Some(
+            "it is reserved for the implementation in C++ (it contains `__` or starts with `_` and a capital)",
+        );
+    }
+    None
+}
+
 /// Which language, if any, keeps `name` for itself.
 pub fn reserved_by(name: &str) -> Option<&'static str> {
     let cpp = CPP_KEYWORDS.contains(&name);

@@ -1,31 +1,28 @@
 // NullDriverUserClient.cpp: the user client of Apple's NullDriver sample
 // ("Communicating between a DriverKit extension and a client app"), written
-// against the dextlink-generated NullDriver.h.
+// against the dextlink-generated NullDriverInterface.h.
 //
 // The sample hand-writes its selector enum, its `externalMethodChecks` table,
 // one static trampoline per checked selector and the unpacking of every
 // argument.  Here all of that comes from null_driver.dextlink:
-//     dextlink gen null_driver.dextlink --cpp NullDriver.h
+//     dextlink gen null_driver.dextlink --cpp NullDriverInterface.h
 // and this file only routes ExternalMethod to `null_driver::ExternalMethod`
 // and implements the `null_driver::Handle…` functions -- with the sample's
 // behaviour, minus its unchecked reads and one buffer overflow (see
 // HandleStructure).  SampleChecks.h proves at compile time that the
 // generated table applies exactly the sample's checks.
 //
-// Builds:
-//   - In Xcode: with NullDriverUserClient.iig (iig generates the class header
-//     NullDriverUserClient.h) and the generated NullDriver.h.
-//   - Off-device: -DDEXTLINK_DRIVERKIT_SHIM -I schema/shim
-//     -I examples/null_driver/dext/shim -I <dir with NullDriver.h>; the shim
-//     stands in for DriverKit and shim/NullDriverUserClient.h for the iig
-//     output (examples/null_driver/tests/dext_sources.rs does this).
+// Builds: with NullDriverUserClient.iig (iig, or `dextlink iig`, generates
+// the class header NullDriverUserClient.h) and the dextlink-generated
+// NullDriverInterface.h (named so because iig's header for the service class,
+// NullDriver.h, takes the schema's default name):
+//     dextlink gen null_driver.dextlink --cpp NullDriverInterface.h
+// In Xcode, or on Linux against `dextlink-sim --print-cflags`
+// (examples/null_driver/build.rs does the latter).
 //
 // Section numbers (§) refer to docs/driverkit.md, the project's DriverKit
 // reference.
 
-#ifdef DEXTLINK_DRIVERKIT_SHIM
-#include <dextlink/driverkit_shim.h>
-#else
 #include <os/log.h>
 
 #include <DriverKit/IOLib.h>
@@ -35,9 +32,8 @@
 #include <DriverKit/OSData.h>
 
 #include <time.h>
-#endif
 
-#include "NullDriver.h"
+#include "NullDriverInterface.h"
 #include "NullDriverUserClient.h"
 #include "SampleChecks.h"
 
@@ -204,9 +200,10 @@ kern_return_t IMPL(NullDriverUserClient, Stop)
     Log("Stop() - Cancels started; the last one stops the service.");
     return kIOReturnSuccess;
 #else
-    // Without blocks (the DriverKit shim built with g++; DriverKit itself
-    // always has them), cancellation takes no handler.  The shim cancels
-    // synchronously, so everything is cancelled once these calls return.
+    // Without blocks (a g++ build against dextlink-sim's runtime; DriverKit
+    // itself always has them), cancellation takes no handler: after Cancel
+    // neither the timer nor the actions deliver again, so the user client
+    // stops at once.
     if (ivars->dispatchSource != nullptr) {
         ivars->dispatchSource->Cancel(nullptr);
     }
@@ -563,17 +560,3 @@ void IMPL(NullDriverUserClient, SimulatedAsyncEvent)
                                                    kSimulatedEventType, input.foo + 1, input.bar + 10);
     }
 }
-
-// MARK: - Off-device test hooks
-
-#ifdef DEXTLINK_DRIVERKIT_SHIM
-IOTimerDispatchSource* NullDriverUserClient::ShimTimer()
-{
-    return ivars != nullptr ? ivars->dispatchSource : nullptr;
-}
-
-OSAction* NullDriverUserClient::ShimRegisteredCallback()
-{
-    return ivars != nullptr ? ivars->callbackAction : nullptr;
-}
-#endif

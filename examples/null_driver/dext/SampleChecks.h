@@ -1,6 +1,6 @@
 // SampleChecks.h: the dispatch checks Apple's NullDriver sample writes by
 // hand, and a compile-time proof that the table dextlink generates from
-// null_driver.dextlink (`null_driver::kDispatchTable` in NullDriver.h)
+// null_driver.dextlink (`null_driver::kDispatchTable` in NullDriverInterface.h)
 // applies exactly the same checks.
 //
 // The requirement: the generated table entries for the checked selectors must
@@ -20,7 +20,7 @@
 #ifndef NullDriver_SampleChecks_h
 #define NullDriver_SampleChecks_h
 
-#include "NullDriver.h"
+#include "NullDriverInterface.h"
 
 namespace null_driver_sample {
 

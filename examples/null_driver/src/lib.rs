@@ -1,12 +1,16 @@
 //! Apple's NullDriver sample ("Communicating between a DriverKit extension
 //! and a client app"), ported to dextlink: the schema (`null_driver.dextlink`),
-//! the dext's C++ user client written against the generated header
-//! (`dext/`), the same dext modelled in Rust for the simulator ([`dext`]),
+//! the dext's own C++ (`dext/`: the NullDriver service and its user client,
+//! written against the generated header) built for the simulator and
+//! hosted by it ([`cpp`]), the same dext modelled in Rust ([`dext`]: the
+//! baseline the C++ dext is measured and cross-checked against),
 //! and a client that presses each button of the sample app
 //! (`src/bin/nulldriver-client.rs`).
 
 dextlink::interface!("null_driver.dextlink");
 
+#[cfg(target_os = "linux")]
+pub mod cpp;
 pub mod dext;
 
 pub use crate::null_driver::{DataStruct, NullDriver};

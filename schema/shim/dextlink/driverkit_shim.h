@@ -221,8 +221,8 @@ static_assert(kIOUSBTransactionTimeout == iokit_usb_err(0x51), "docs/driverkit.m
 // IMPL / DEFN: as DriverKit's OSObject.h (iig output) defines them.  They
 // expand to `cls::name##_Impl(cls##_##name##_Args)`; the `_Args` macro and the
 // `_Impl` member come from the class's iig output, which a dext compiled
-// against the shim supplies by hand (see the NullDriver example's
-// dext/shim/NullDriverUserClient.h).
+// against the shim supplies by hand (see the fwloader example's
+// dext/shim/FwLoaderUserClient.h).
 #ifndef DEFN
 #define DEFN(classname, name) name ## _Impl(classname ## _ ## name ## _Args)
 #endif

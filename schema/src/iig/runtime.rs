@@ -86,11 +86,9 @@ pub const CLASSES: &[Class] = &[
         Some("IOService"),
         &[
             dispatched("AsyncCompletion", &["action", "status", "asyncData", "asyncDataCount"]),
-            Method {
-                name: "CopyClientMemoryForType",
-                kind: Kind::Dispatched { impl_virtual: true },
-                params: &["type", "options", "memory"],
-            },
+            // `= 0` in DriverKit's .iig: IOUserClient declares no `_Impl`,
+            // so an override's `_Impl` is a plain member.
+            dispatched("CopyClientMemoryForType", &["type", "options", "memory"]),
             virtual_(
                 "ExternalMethod",
                 &["selector", "arguments", "dispatch", "target", "reference"],

@@ -26,9 +26,26 @@ struct Args {
     /// With `--sim socket`: the socket of a running `nulldriver-sim`.
     #[arg(long, required_if_eq("sim", "socket"))]
     socket: Option<PathBuf>,
-    /// Milliseconds before the simulated device event (the sample waits 5 s).
+    /// The Rust model only: milliseconds before the simulated device event
+    /// (the sample, and so the C++ dext, waits 5 s).
     #[arg(long, default_value_t = 5000)]
     delay_ms: u64,
+    /// Which dext: its own C++ (dext/, built by this crate) or the Rust model.
+    #[arg(long, value_enum, default_value_t = Dext::Cpp)]
+    dext: Dext,
+    /// With `--dext cpp --sim in-process`: another build of the dext's
+    /// library than this crate's (e.g. one with sanitizers).
+    #[arg(long, value_name = "LIB.so", requires = "plist")]
+    library: Option<PathBuf>,
+    /// The Info.plist for `--library`.
+    #[arg(long, value_name = "Info.plist", requires = "library")]
+    plist: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Dext {
+    Cpp,
+    Rust,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -39,6 +56,9 @@ enum Mode {
     Spawn,
     /// The dext in a `nulldriver-sim` already listening on `--socket`.
     Socket,
+    /// The dext a running server (`nulldriver-sim`, or `dextlink-sim serve`
+    /// of the compiled dext) registered under its service name, NullDriver.
+    Named,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -65,12 +85,26 @@ fn main() -> ExitCode {
     // Kept alive for the run: dropping it stops the server.
     let mut server = None;
     let transport: Result<Arc<dyn Transport>, Error> = match args.sim {
-        Mode::InProcess => {
-            let simulator =
-                Simulator::new(null_driver::null_driver::SERVICE, NullDriverDext::new(delay));
-            simulator.open().map(|t| Arc::new(t) as Arc<dyn Transport>)
-        }
-        Mode::Spawn => match spawn_server(args.delay_ms) {
+        Mode::InProcess => match args.dext {
+            Dext::Cpp => match match (&args.library, &args.plist) {
+                (Some(library), Some(plist)) => null_driver::cpp::start_from(library, plist),
+                _ => null_driver::cpp::start(),
+            } {
+                Ok((_dext, service)) => Simulator::new(null_driver::null_driver::SERVICE, service)
+                    .open()
+                    .map(|t| Arc::new(t) as Arc<dyn Transport>),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            Dext::Rust => {
+                let simulator =
+                    Simulator::new(null_driver::null_driver::SERVICE, NullDriverDext::new(delay));
+                simulator.open().map(|t| Arc::new(t) as Arc<dyn Transport>)
+            }
+        },
+        Mode::Spawn => match spawn_server(args.dext, args.delay_ms) {
             Ok(process) => {
                 let connected =
                     SocketTransport::connect(process.socket_path(), &OpenOptions::default());
@@ -82,6 +116,10 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
+        Mode::Named => {
+            dextlink::sim::open(null_driver::null_driver::SERVICE, &OpenOptions::default())
+                .map(|t| Arc::new(t) as Arc<dyn Transport>)
+        }
         Mode::Socket => {
             let path = args.socket.clone().expect("clap requires --socket");
             SocketTransport::connect(&path, &OpenOptions::default())
@@ -95,7 +133,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let wait = delay + Duration::from_secs(10);
+    // The C++ dext waits the sample's 5 s, plus up to 2 s of timer leeway.
+    let wait = delay.max(Duration::from_secs(7)) + Duration::from_secs(10);
     for button in buttons {
         if let Err(error) = press(&client, button, wait) {
             eprintln!("error: {button:?}: {error}");
@@ -108,10 +147,11 @@ fn main() -> ExitCode {
 }
 
 /// Starts `nulldriver-sim` from beside this executable.
-fn spawn_server(delay_ms: u64) -> std::io::Result<ServerProcess> {
+fn spawn_server(dext: Dext, delay_ms: u64) -> std::io::Result<ServerProcess> {
     let exe = std::env::current_exe()?.with_file_name("nulldriver-sim");
     let mut command = Command::new(exe);
-    command.args(["--delay-ms", &delay_ms.to_string()]);
+    let dext = if dext == Dext::Cpp { "cpp" } else { "rust" };
+    command.args(["--dext", dext, "--delay-ms", &delay_ms.to_string()]);
     ServerProcess::spawn(command)
 }
 

@@ -1,28 +1,39 @@
 //! The NullDriver dext as a simulator server process: clients connect to its
 //! Unix socket (`nulldriver-client --socket PATH`, or any program using
-//! `dextlink::sim::SocketTransport`).
+//! `dextlink::sim::SocketTransport`), or find it by its service name
+//! `NullDriver` in the registry (`dextlink::sim::open`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use dextlink::sim::Simulator;
 use null_driver::dext::NullDriverDext;
 
-/// Serve the simulated NullDriver dext on a Unix socket.
+/// Serve the NullDriver dext on a Unix socket.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
+    /// Which dext: its own C++ (dext/, built by this crate) or the Rust model.
+    #[arg(long, value_enum, default_value_t = Dext::Cpp)]
+    dext: Dext,
     /// Socket to listen on (default: $DEXTLINK_SIM_SOCKET).
     #[arg(long)]
     socket: Option<PathBuf>,
-    /// Milliseconds before the simulated device event (the sample waits 5 s).
+    /// The Rust model only: milliseconds before the simulated device event
+    /// (the sample, and so the C++ dext, waits 5 s).
     #[arg(long, default_value_t = 5000)]
     delay_ms: u64,
     /// Refuse clients that do not claim the userclient-access entitlement.
     #[arg(long)]
     require_entitlement: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Dext {
+    Cpp,
+    Rust,
 }
 
 fn main() -> ExitCode {
@@ -31,11 +42,34 @@ fn main() -> ExitCode {
         eprintln!("error: no socket: pass --socket PATH or set {}", dextlink::sim::SOCKET_ENV);
         return ExitCode::from(2);
     };
-    let dext = NullDriverDext::new(Duration::from_millis(args.delay_ms));
-    let simulator = Simulator::new(null_driver::null_driver::SERVICE, dext)
-        .require_entitlement(args.require_entitlement);
-    eprintln!("nulldriver-sim: serving {} on {}", simulator.service(), socket.display());
-    match simulator.serve_path(&socket) {
+    let service = null_driver::null_driver::SERVICE;
+    let served = match args.dext {
+        Dext::Cpp => {
+            // Kept for the whole run: dropping the last handle stops the dext.
+            let (_dext, started) = match null_driver::cpp::start() {
+                Ok(started) => started,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let simulator =
+                Simulator::new(service, started).require_entitlement(args.require_entitlement);
+            eprintln!("nulldriver-sim: serving the C++ {service} on {}", socket.display());
+            simulator.serve_path(&socket)
+        }
+        Dext::Rust => {
+            let dext = NullDriverDext::new(Duration::from_millis(args.delay_ms));
+            let simulator =
+                Simulator::new(service, dext).require_entitlement(args.require_entitlement);
+            eprintln!(
+                "nulldriver-sim: serving the Rust model of {service} on {}",
+                socket.display()
+            );
+            simulator.serve_path(&socket)
+        }
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: serving on {}: {error}", socket.display());

@@ -17,11 +17,11 @@ kern_return_t IOUserClient::_Dispatch(OSObject* self, const IORPC rpc)
         client->IOUserClient::AsyncCompletion_Impl(a->action, a->status, a->asyncData, a->asyncDataCount);
         return kIOReturnSuccess;
     }
-    case IOUserClient_CopyClientMemoryForType_ID: {
-        // Virtual: the dext's class implements it (pure virtual here).
-        auto* a = static_cast<IOUserClient_CopyClientMemoryForType_Invocation*>(rpc.arguments);
-        return client->CopyClientMemoryForType_Impl(a->type, a->options, a->memory);
-    }
+    // CopyClientMemoryForType_ID is not handled here: the method is `= 0` in
+    // DriverKit's .iig, so only a subclass that implements it answers it.
+    // For one that does not, the chain ends in OSObject::_Dispatch, which
+    // answers kIOReturnUnsupported (UNVERIFIED: no source states the code a
+    // Mac returns to IOConnectMapMemory64 then).
     default:
         return IOService::_Dispatch(self, rpc);
     }

@@ -38,7 +38,7 @@ public:
 protected:
     kern_return_t Start_Impl(TestUserClient_Start_Args);
     kern_return_t Stop_Impl(TestUserClient_Stop_Args);
-    kern_return_t CopyClientMemoryForType_Impl(TestUserClient_CopyClientMemoryForType_Args) override;
+    kern_return_t CopyClientMemoryForType_Impl(TestUserClient_CopyClientMemoryForType_Args);
     void TimerOccurred_Impl(TestUserClient_TimerOccurred_Args);
 };
 

@@ -25,7 +25,7 @@ public:
                                  void* reference) override;
 
 protected:
-    kern_return_t CopyClientMemoryForType_Impl(UsbTestClient_CopyClientMemoryForType_Args) override;
+    kern_return_t CopyClientMemoryForType_Impl(UsbTestClient_CopyClientMemoryForType_Args);
 };
 
 #endif /* _USBTESTCLIENT_H */

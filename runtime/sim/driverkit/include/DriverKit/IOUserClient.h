@@ -112,9 +112,11 @@ public:
 
 protected:
     void AsyncCompletion_Impl(IOUserClient_AsyncCompletion_Args);
-    // Pure virtual, as DriverKit declares CopyClientMemoryForType (`= 0`):
-    // every user client class implements it.
-    virtual kern_return_t CopyClientMemoryForType_Impl(IOUserClient_CopyClientMemoryForType_Args) = 0;
+    // No CopyClientMemoryForType_Impl: DriverKit's .iig declares the method
+    // `= 0`, so IOUserClient has no implementation and its _Dispatch does not
+    // handle the ID. A subclass that implements it declares its own
+    // (non-virtual) _Impl and dispatches to it; one that does not (Apple's
+    // NullDriver sample) answers the call with the dispatch chain's error.
 };
 
 #endif
