@@ -20,6 +20,11 @@ struct IODispatchQueue::State {
     std::mutex lock;
     std::condition_variable wake;
     std::deque<Item> items;
+    // Something runs on the queue now: an item on the queue's thread, or a
+    // DispatchSync block on its caller's thread (see DispatchSyncFunction).
+    bool busy = false;
+    // The thread running a DispatchSync block in place, while it does.
+    std::thread::id inlineRunner;
     bool cancelled = false;
     // Set when the queue was freed on its own thread: the thread then
     // deletes this state when it ends.
@@ -32,7 +37,9 @@ struct IODispatchQueue::State {
             Item item;
             {
                 std::unique_lock<std::mutex> guard(lock);
-                wake.wait(guard, [this] { return cancelled || !items.empty(); });
+                // An item waits for a DispatchSync block running in place:
+                // the queue runs one thing at a time, wherever it runs.
+                wake.wait(guard, [this] { return (cancelled && items.empty()) || (!items.empty() && !busy); });
                 if (items.empty()) {
                     bool deleteSelf = orphaned;
                     guard.unlock();
@@ -43,11 +50,17 @@ struct IODispatchQueue::State {
                 }
                 item = items.front();
                 items.pop_front();
+                busy = true;
             }
             item.function(item.context);
             if (item.release != nullptr) {
                 item.release(item.context);
             }
+            {
+                std::lock_guard<std::mutex> guard(lock);
+                busy = false;
+            }
+            wake.notify_all();
         }
     }
 };
@@ -118,7 +131,15 @@ const char* IODispatchQueue::GetName() const
 
 bool IODispatchQueue::OnQueue() const
 {
-    return state_ != nullptr && state_->thread.get_id() == std::this_thread::get_id();
+    if (state_ == nullptr) {
+        return false;
+    }
+    std::thread::id self = std::this_thread::get_id();
+    if (state_->thread.get_id() == self) {
+        return true;
+    }
+    std::lock_guard<std::mutex> guard(state_->lock);
+    return state_->inlineRunner == self;
 }
 
 void IODispatchQueue::DispatchAsyncFunction(void* context, IODispatchFunction function, IODispatchFunction release)
@@ -135,7 +156,7 @@ void IODispatchQueue::DispatchAsyncFunction(void* context, IODispatchFunction fu
         }
     }
     if (accepted) {
-        state_->wake.notify_one();
+        state_->wake.notify_all();
     } else if (release != nullptr) {
         release(context);
     }
@@ -175,6 +196,29 @@ void IODispatchQueue::DispatchSyncFunction(void* context, IODispatchFunction fun
         function(context);
         return;
     }
+    {
+        // libdispatch's fast path: a block sent to an idle queue runs on the
+        // caller's thread, still one at a time with the queue's other work
+        // (the queue is busy until it returns, and its thread waits). This
+        // keeps a host's call into a dext from costing two thread hand-offs,
+        // while everything queued before it has run and nothing runs beside it.
+        std::unique_lock<std::mutex> guard(state_->lock);
+        if (state_->cancelled) {
+            return;
+        }
+        if (!state_->busy && state_->items.empty()) {
+            state_->busy = true;
+            state_->inlineRunner = std::this_thread::get_id();
+            guard.unlock();
+            function(context);
+            guard.lock();
+            state_->inlineRunner = std::thread::id();
+            state_->busy = false;
+            guard.unlock();
+            state_->wake.notify_all();
+            return;
+        }
+    }
     SyncCall call;
     call.context = context;
     call.function = function;
@@ -185,7 +229,7 @@ void IODispatchQueue::DispatchSyncFunction(void* context, IODispatchFunction fun
         }
         state_->items.push_back({&call, runSync, nullptr});
     }
-    state_->wake.notify_one();
+    state_->wake.notify_all();
     std::unique_lock<std::mutex> guard(call.lock);
     call.done.wait(guard, [&call] { return call.finished; });
 }
@@ -199,5 +243,5 @@ void IODispatchQueue::Cancel()
         std::lock_guard<std::mutex> guard(state_->lock);
         state_->cancelled = true;
     }
-    state_->wake.notify_one();
+    state_->wake.notify_all();
 }
