@@ -43,25 +43,6 @@ int32_t setValue(dextlink_host_object* dictionary, const char* key, OSObject* va
     return dict->setObject(key, value) ? kIOReturnSuccess : kIOReturnNoMemory;
 }
 
-// Runs `work` on the service's queue named `queueName`, or its default
-// queue, and waits: DriverKit runs a service's methods on its queues
-// (docs/driverkit.md §2.2-11), so a dext's timer handlers and its external
-// methods never run at the same time.
-template <typename Work>
-void runOnQueue(IOService* service, const char* queueName, Work work)
-{
-    IODispatchQueue* queue = nullptr;
-    if (queueName == nullptr || service->CopyDispatchQueue(queueName, &queue) != kIOReturnSuccess) {
-        service->CopyDispatchQueue(kIOServiceDefaultQueueName, &queue);
-    }
-    if (queue == nullptr) {
-        work();
-        return;
-    }
-    queue->DispatchSyncFunction(&work, [](void* context) { (*static_cast<Work*>(context))(); });
-    queue->release();
-}
-
 }  // namespace
 
 bool dextlink::host::deliverLog(int type, const char* message)
@@ -203,6 +184,27 @@ extern "C" int32_t dextlink_host_service_start(dextlink_host_object* personality
     if (properties == nullptr) {
         return kIOReturnBadArgument;
     }
+    // The provider stub stands for the nub the personality matched: a
+    // plain IOService, started on nothing.
+    auto* provider = static_cast<IOService*>(IOService::metaClass()->alloc());
+    if (provider == nullptr || !provider->init()) {
+        if (provider != nullptr) {
+            provider->release();
+        }
+        return kIOReturnNoMemory;
+    }
+    IOService* started = nullptr;
+    kern_return_t ret = dextlink::host::startService(properties, provider, &started);
+    provider->release();
+    if (ret == kIOReturnSuccess) {
+        *service = handle(started);
+    }
+    return ret;
+}
+
+kern_return_t dextlink::host::startService(OSDictionary* properties, IOService* provider, IOService** service)
+{
+    *service = nullptr;
     OSString* className = OSDynamicCast(OSString, properties->getObject("IOUserClass"));
     if (className == nullptr) {
         return kIOReturnBadArgument;
@@ -214,35 +216,23 @@ extern "C" int32_t dextlink_host_service_start(dextlink_host_object* personality
     if (!meta->isSubclassOf(IOService::metaClass()) || meta->isSubclassOf(IOUserClient::metaClass())) {
         return kIOReturnBadArgument;
     }
-    // The provider stub stands for the nub the personality matched (e.g. an
-    // IOUSBHostInterface): a plain IOService, started on nothing.
-    auto* provider = static_cast<IOService*>(IOService::metaClass()->alloc());
-    if (provider == nullptr || !provider->init()) {
-        if (provider != nullptr) {
-            provider->release();
-        }
-        return kIOReturnNoMemory;
-    }
     auto* created = static_cast<IOService*>(meta->alloc());
     if (created == nullptr) {
-        provider->release();
         return kIOReturnNoMemory;
     }
     if (!created->init()) {
         created->release();
-        provider->release();
         return kIOReturnNoMemory;
     }
     created->SetPropertiesInternal(properties);
     created->SetProviderInternal(provider);
-    provider->release();
     kern_return_t started = kIOReturnSuccess;
-    runOnQueue(created, nullptr, [&] { started = created->Start(created->GetProvider()); });
+    dextlink::host::runOnQueue(created, nullptr, [&] { started = created->Start(provider); });
     if (started != kIOReturnSuccess) {
         created->release();
         return started;
     }
-    *service = handle(created);
+    *service = created;
     return kIOReturnSuccess;
 }
 
@@ -271,7 +261,7 @@ extern "C" int32_t dextlink_host_new_user_client(dextlink_host_object* s, uint32
     }
     IOUserClient* created = nullptr;
     kern_return_t result = kIOReturnSuccess;
-    runOnQueue(service, nullptr, [&] { result = service->NewUserClient(type, &created); });
+    dextlink::host::runOnQueue(service, nullptr, [&] { result = service->NewUserClient(type, &created); });
     if (result != kIOReturnSuccess) {
         if (created != nullptr) {
             dextlink::runtimeError("%s::NewUserClient failed (0x%08x) but returned an object; released",
@@ -301,7 +291,7 @@ extern "C" int32_t dextlink_host_stop(dextlink_host_object* s)
         return kIOReturnNotReady;
     }
     kern_return_t result = kIOReturnSuccess;
-    runOnQueue(service, nullptr, [&] { result = service->Stop(service->GetProvider()); });
+    dextlink::host::runOnQueue(service, nullptr, [&] { result = service->Stop(service->GetProvider()); });
     return result;
 }
 
@@ -393,7 +383,7 @@ extern "C" int32_t dextlink_host_external_method(dextlink_host_object* c, dextli
         arguments.structureOutputDescriptor = structureOutputDescriptor;
         arguments.completion = completion;
         // The dispatch argument is NULL when called in the driver (docs/driverkit.md §2.1-5).
-        runOnQueue(client, kIOUserClientQueueNameExternalMethod, [&] {
+        dextlink::host::runOnQueue(client, kIOUserClientQueueNameExternalMethod, [&] {
             result = client->ExternalMethod(call->selector, &arguments, nullptr, nullptr, nullptr);
         });
     }
@@ -451,7 +441,8 @@ extern "C" int32_t dextlink_host_copy_client_memory(dextlink_host_object* c, uin
     uint64_t options = 0;
     IOMemoryDescriptor* descriptor = nullptr;
     kern_return_t result = kIOReturnSuccess;
-    runOnQueue(client, nullptr, [&] { result = client->CopyClientMemoryForType(type, &options, &descriptor); });
+    dextlink::host::runOnQueue(client, nullptr,
+                               [&] { result = client->CopyClientMemoryForType(type, &options, &descriptor); });
     if (result != kIOReturnSuccess) {
         OSSafeReleaseNULL(descriptor);
         return result;

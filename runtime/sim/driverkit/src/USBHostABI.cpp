@@ -8,6 +8,7 @@
 #include <cstring>
 #include <thread>
 
+#include "host.h"
 #include "internal.h"
 #include "usb.h"
 
@@ -21,21 +22,6 @@ OSObject* object(dextlink_host_object* o)
 dextlink_host_object* handle(OSObject* o)
 {
     return reinterpret_cast<dextlink_host_object*>(o);
-}
-
-// As Host.cpp: runs `work` on the service's default queue and waits
-// (docs/driverkit.md §2.2-11).
-template <typename Work>
-void runOnDefaultQueue(IOService* service, Work work)
-{
-    IODispatchQueue* queue = nullptr;
-    service->CopyDispatchQueue(kIOServiceDefaultQueueName, &queue);
-    if (queue == nullptr) {
-        work();
-        return;
-    }
-    queue->DispatchSyncFunction(&work, [](void* context) { (*static_cast<Work*>(context))(); });
-    queue->release();
 }
 
 // The configuration's descriptors all lie inside it, each at least a
@@ -170,35 +156,12 @@ extern "C" int32_t dextlink_host_service_start_on(dextlink_host_object* personal
     if (properties == nullptr || provider == nullptr) {
         return kIOReturnBadArgument;
     }
-    OSString* className = OSDynamicCast(OSString, properties->getObject("IOUserClass"));
-    if (className == nullptr) {
-        return kIOReturnBadArgument;
+    IOService* started = nullptr;
+    kern_return_t ret = dextlink::host::startService(properties, provider, &started);
+    if (ret == kIOReturnSuccess) {
+        *service = handle(started);
     }
-    const OSMetaClass* meta = OSMetaClass::forName(className->getCStringNoCopy());
-    if (meta == nullptr) {
-        return kIOReturnNotFound;
-    }
-    if (!meta->isSubclassOf(IOService::metaClass()) || meta->isSubclassOf(IOUserClient::metaClass())) {
-        return kIOReturnBadArgument;
-    }
-    auto* created = static_cast<IOService*>(meta->alloc());
-    if (created == nullptr) {
-        return kIOReturnNoMemory;
-    }
-    if (!created->init()) {
-        created->release();
-        return kIOReturnNoMemory;
-    }
-    created->SetPropertiesInternal(properties);
-    created->SetProviderInternal(provider);
-    kern_return_t started = kIOReturnSuccess;
-    runOnDefaultQueue(created, [&] { started = created->Start(provider); });
-    if (started != kIOReturnSuccess) {
-        created->release();
-        return started;
-    }
-    *service = handle(created);
-    return kIOReturnSuccess;
+    return ret;
 }
 
 extern "C" int32_t dextlink_host_usb_terminate(dextlink_host_object* s)
@@ -230,7 +193,7 @@ extern "C" int32_t dextlink_host_usb_terminate(dextlink_host_object* s)
         return kIOReturnSuccess;
     }
     kern_return_t result = kIOReturnSuccess;
-    runOnDefaultQueue(service, [&] { result = service->Stop(interface); });
+    dextlink::host::runOnQueue(service, nullptr, [&] { result = service->Stop(interface); });
     return result;
 }
 
@@ -257,7 +220,7 @@ void dextlink::usb::deviceGone(IOUSBHostDevice* device)
     try {
         std::thread([owner] {
             if (owner->IsStarted()) {
-                runOnDefaultQueue(owner, [owner] { owner->Stop(owner->GetProvider()); });
+                dextlink::host::runOnQueue(owner, nullptr, [owner] { owner->Stop(owner->GetProvider()); });
             }
             owner->release();
         }).detach();
