@@ -190,3 +190,23 @@ pub fn run_test_program(compiler: &str, exe: &Path, tag: &str) -> Option<String>
         )
     })
 }
+
+/// clang's ASan runtime for this machine's architecture
+/// (`clang -print-file-name`), which carries UBSan's too: what a process that
+/// loads a dext built with `-fsanitize=address,undefined` preloads
+/// (`LD_PRELOAD`), since the host executable itself is not instrumented.
+/// Panics, naming the path looked for, when it is not installed.
+pub fn clang_asan_runtime() -> PathBuf {
+    let name = format!("libclang_rt.asan-{}.so", std::env::consts::ARCH);
+    let output = Command::new("clang")
+        .arg(format!("-print-file-name={name}"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run clang -print-file-name: {e}"));
+    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    assert!(
+        path.is_absolute() && path.exists(),
+        "clang's ASan runtime {name} is not installed (looked for {})",
+        path.display()
+    );
+    path
+}

@@ -100,21 +100,6 @@ fn build_sanitized_dext(dir: &Path) -> PathBuf {
     library
 }
 
-/// clang's ASan runtime (`-print-file-name`), which also carries UBSan's.
-fn clang_asan_runtime() -> PathBuf {
-    let output = Command::new("clang")
-        .arg("-print-file-name=libclang_rt.asan-x86_64.so")
-        .output()
-        .expect("clang -print-file-name");
-    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-    assert!(
-        path.is_absolute() && path.exists(),
-        "clang's ASan runtime is not installed (looked for {})",
-        path.display()
-    );
-    path
-}
-
 /// Every other test of this file again, in a child run whose servers host
 /// the dext built with ASan and UBSan: a clean run reports nothing.
 #[test]
@@ -129,7 +114,7 @@ fn the_uploads_under_sanitizers_report_nothing() {
     let output = Command::new(std::env::current_exe().expect("the test binary"))
         .args(["--skip", "the_uploads_under_sanitizers_report_nothing", "--test-threads=2"])
         .env(SANITIZED_DEXT_ENV, &library)
-        .env(SANITIZER_RUNTIME_ENV, clang_asan_runtime())
+        .env(SANITIZER_RUNTIME_ENV, dextlink_tests::clang_asan_runtime())
         .output()
         .expect("run the uploads again");
     let stdout = String::from_utf8_lossy(&output.stdout);

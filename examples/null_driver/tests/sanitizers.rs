@@ -57,12 +57,7 @@ fn every_button_runs_clean_under_asan_and_ubsan() {
         "clang++ could not build the dext with sanitizers:\n{}",
         String::from_utf8_lossy(&built.stderr)
     );
-    let runtime = Command::new("clang")
-        .arg("-print-file-name=libclang_rt.asan-x86_64.so")
-        .output()
-        .expect("clang -print-file-name");
-    let runtime = PathBuf::from(String::from_utf8_lossy(&runtime.stdout).trim());
-    assert!(runtime.is_absolute() && runtime.exists(), "no ASan runtime at {}", runtime.display());
+    let runtime = dextlink_tests::clang_asan_runtime();
 
     let run = Command::new(env!("CARGO_BIN_EXE_nulldriver-client"))
         .args(["--dext", "cpp", "--sim", "in-process", "--library"])

@@ -408,7 +408,7 @@ fn the_served_dext_under_sanitizers_reports_nothing_and_a_planted_bug_names_its_
         ],
         "hosted-dext-asan",
     );
-    let runtime = common::clang_asan_runtime();
+    let runtime = dextlink_tests::clang_asan_runtime();
     let env: [(&str, &std::ffi::OsStr); 3] = [
         ("LD_PRELOAD", runtime.as_os_str()),
         ("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0".as_ref()),

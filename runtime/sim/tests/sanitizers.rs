@@ -53,7 +53,7 @@ fn a_clean_run_under_sanitizers_reports_nothing_and_a_use_after_free_is_caught()
         ],
         "test-dext-asan",
     );
-    let runtime = common::clang_asan_runtime();
+    let runtime = dextlink_tests::clang_asan_runtime();
 
     let clean = run(&dext, Some(&runtime), CLEAN_RUN);
     let stderr = String::from_utf8_lossy(&clean.stderr);

@@ -11,21 +11,6 @@ use std::process::Command;
 
 const DEXT_ENV: &str = "DEXTLINK_USB_SANITIZER_DEXT";
 
-/// The ASan runtime that matches clang (`-print-file-name`).
-fn clang_asan_runtime() -> PathBuf {
-    let output = Command::new("clang")
-        .arg("-print-file-name=libclang_rt.asan-x86_64.so")
-        .output()
-        .expect("clang -print-file-name");
-    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-    assert!(
-        path.is_absolute() && path.exists(),
-        "clang's ASan runtime is not installed (looked for {})",
-        path.display()
-    );
-    path
-}
-
 #[test]
 fn the_usb_checks_under_sanitizers_report_nothing() {
     if !usb_common::compiler_available("clang++") || !usb_common::compiler_available("clang") {
@@ -44,7 +29,7 @@ fn the_usb_checks_under_sanitizers_report_nothing() {
     let output = Command::new(std::env::current_exe().expect("the test binary"))
         .args(["--ignored", "--exact", "sanitizer_child", "--nocapture", "--test-threads=1"])
         .env(DEXT_ENV, &dext)
-        .env("LD_PRELOAD", clang_asan_runtime())
+        .env("LD_PRELOAD", dextlink_tests::clang_asan_runtime())
         .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
         .output()

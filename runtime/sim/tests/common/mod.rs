@@ -127,21 +127,6 @@ pub fn assert_no_leaks() {
     panic!("leaked:\n{report}");
 }
 
-/// The ASan runtime that matches clang (`-print-file-name`).
-pub fn clang_asan_runtime() -> PathBuf {
-    let output = Command::new("clang")
-        .arg("-print-file-name=libclang_rt.asan-x86_64.so")
-        .output()
-        .expect("clang -print-file-name");
-    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-    assert!(
-        path.is_absolute() && path.exists(),
-        "clang's ASan runtime is not installed (looked for {})",
-        path.display()
-    );
-    path
-}
-
 // ---- the checks, run for every build
 
 pub fn lifecycle() {
