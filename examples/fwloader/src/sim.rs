@@ -9,13 +9,13 @@ use dextlink::sim::Simulator;
 use dextlink::sim::flash::{Flash, FlashError, FlashGeometry, FlashTiming};
 use dextlink::sim::usb::{BulkOutPipe, FaultPlan, LinkModel};
 
-use dextlink::IoReturn;
-
 #[cfg(target_os = "linux")]
 use crate::device::BootloaderUsb;
 use crate::device::{Bootloader, BootloaderConfig};
 use crate::dext::{FwLoaderDext, TRANSFER_TIMEOUT_MS};
 use crate::fw_loader::SERVICE;
+#[cfg(target_os = "linux")]
+use dextlink::IoReturn;
 
 /// The default flash: 4 KiB sectors, 256 MiB banks (sparse in the file).
 pub const DEFAULT_GEOMETRY: FlashGeometry =

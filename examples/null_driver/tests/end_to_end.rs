@@ -3,6 +3,7 @@
 //! dextlink-sim) and against the Rust model, each in process and in a
 //! `nulldriver-sim` server process; the same call script against both,
 //! reply for reply; the service's lifecycle; and the client CLI's buttons.
+#![cfg(target_os = "linux")] // the C++ dext runs in dextlink-sim's Linux DriverKit runtime
 
 use std::process::Command;
 use std::sync::Arc;

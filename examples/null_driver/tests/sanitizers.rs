@@ -2,6 +2,7 @@
 //! UndefinedBehaviorSanitizer: built with clang++ and the sanitizers, loaded
 //! by `nulldriver-client` with the sanitizer runtime preloaded, every button
 //! pressed; the run must succeed and report nothing.
+#![cfg(target_os = "linux")] // the C++ dext runs in dextlink-sim's Linux DriverKit runtime
 #![cfg(target_os = "linux")]
 
 use std::path::{Path, PathBuf};

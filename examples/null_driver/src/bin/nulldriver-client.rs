@@ -86,18 +86,15 @@ fn main() -> ExitCode {
     let mut server = None;
     let transport: Result<Arc<dyn Transport>, Error> = match args.sim {
         Mode::InProcess => match args.dext {
-            Dext::Cpp => match match (&args.library, &args.plist) {
-                (Some(library), Some(plist)) => null_driver::cpp::start_from(library, plist),
-                _ => null_driver::cpp::start(),
-            } {
-                Ok((_dext, service)) => Simulator::new(null_driver::null_driver::SERVICE, service)
-                    .open()
-                    .map(|t| Arc::new(t) as Arc<dyn Transport>),
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    return ExitCode::FAILURE;
+            Dext::Cpp => {
+                match open_cpp_in_process(args.library.as_deref(), args.plist.as_deref()) {
+                    Ok(opened) => opened,
+                    Err(error) => {
+                        eprintln!("error: {error}");
+                        return ExitCode::FAILURE;
+                    }
                 }
-            },
+            }
             Dext::Rust => {
                 let simulator =
                     Simulator::new(null_driver::null_driver::SERVICE, NullDriverDext::new(delay));
@@ -238,4 +235,32 @@ fn press(client: &Client, button: Button, wait: Duration) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Opens the compiled C++ dext in this process: this crate's build, or
+/// `library` with `plist`.
+#[cfg(target_os = "linux")]
+fn open_cpp_in_process(
+    library: Option<&std::path::Path>,
+    plist: Option<&std::path::Path>,
+) -> Result<Result<Arc<dyn Transport>, Error>, String> {
+    let started = match (library, plist) {
+        (Some(library), Some(plist)) => null_driver::cpp::start_from(library, plist),
+        _ => null_driver::cpp::start(),
+    };
+    // The service keeps its dext loaded for as long as it lives.
+    let (_dext, service) = started.map_err(|error| error.to_string())?;
+    let simulator = Simulator::new(null_driver::null_driver::SERVICE, service);
+    Ok(simulator.open().map(|t| Arc::new(t) as Arc<dyn Transport>))
+}
+
+/// The C++ dext runs in dextlink-sim's DriverKit runtime, which is Linux's.
+#[cfg(not(target_os = "linux"))]
+fn open_cpp_in_process(
+    _: Option<&std::path::Path>,
+    _: Option<&std::path::Path>,
+) -> Result<Result<Arc<dyn Transport>, Error>, String> {
+    Err("--dext cpp runs the dext's C++ in dextlink-sim's DriverKit runtime, which needs Linux; \
+         use --dext rust here"
+        .to_string())
 }

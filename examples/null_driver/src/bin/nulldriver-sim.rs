@@ -44,20 +44,13 @@ fn main() -> ExitCode {
     };
     let service = null_driver::null_driver::SERVICE;
     let served = match args.dext {
-        Dext::Cpp => {
-            // Kept for the whole run: dropping the last handle stops the dext.
-            let (_dext, started) = match null_driver::cpp::start() {
-                Ok(started) => started,
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let simulator =
-                Simulator::new(service, started).require_entitlement(args.require_entitlement);
-            eprintln!("nulldriver-sim: serving the C++ {service} on {}", socket.display());
-            simulator.serve_path(&socket)
-        }
+        Dext::Cpp => match serve_cpp(service, args.require_entitlement, &socket) {
+            Ok(served) => served,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
         Dext::Rust => {
             let dext = NullDriverDext::new(Duration::from_millis(args.delay_ms));
             let simulator =
@@ -76,4 +69,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Serves the compiled C++ dext (this crate's build) until serving fails.
+#[cfg(target_os = "linux")]
+fn serve_cpp(
+    service: &str,
+    require_entitlement: bool,
+    socket: &std::path::Path,
+) -> Result<std::io::Result<()>, String> {
+    // Kept for the whole run: dropping the last handle stops the dext.
+    let (_dext, started) = null_driver::cpp::start().map_err(|error| error.to_string())?;
+    let simulator = Simulator::new(service, started).require_entitlement(require_entitlement);
+    eprintln!("nulldriver-sim: serving the C++ {service} on {}", socket.display());
+    Ok(simulator.serve_path(socket))
+}
+
+/// The C++ dext runs in dextlink-sim's DriverKit runtime, which is Linux's.
+#[cfg(not(target_os = "linux"))]
+fn serve_cpp(_: &str, _: bool, _: &std::path::Path) -> Result<std::io::Result<()>, String> {
+    Err("--dext cpp runs the dext's C++ in dextlink-sim's DriverKit runtime, which needs Linux; \
+         use --dext rust here"
+        .to_string())
 }
