@@ -276,9 +276,14 @@ fn writing_read_only_memory_faults() {
         return;
     }
     for mode in ["in-process", "served"] {
+        // The child dies of the fault, so it cannot remove what it made in
+        // the temporary directory (its server's registry): give it one of
+        // this process's, removed when the test ends.
+        let tmp = tempfile::Builder::new().prefix("dextlink-cpp-rules-fault-").tempdir().unwrap();
         let output = Command::new(std::env::current_exe().unwrap())
             .args(["--ignored", "--exact", "write_read_only_memory_child", "--nocapture"])
             .env(FAULT_CHILD, mode)
+            .env("TMPDIR", tmp.path())
             .output()
             .unwrap();
         assert!(
