@@ -19,29 +19,34 @@ pub fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Whether `compiler` runs here. Missing: under CI=true the test fails
-/// (CI installs every compiler); elsewhere it says so on stderr and the
-/// caller returns.
+/// Whether `compiler` runs here: the workspace's rule for a missing tool
+/// (`dextlink_tests::tools`: a note, and a failure under `CI=true`).
+#[track_caller]
 pub fn compiler_available(compiler: &str) -> bool {
-    let found = Command::new(compiler).arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        let why = format!("{compiler} is not installed, so the test dext cannot be built with it");
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{why} (CI=true: every compiler must be present)");
-        }
-        eprintln!("NOT RUN: {why}");
-    }
-    found
+    dextlink_tests::tools::require(compiler, "building a test dext")
 }
 
 /// Compiles the test dext with `compiler` and `extra` flags into `name`.so
 /// in this test's scratch directory, failing with the compiler's output.
 pub fn build_dext(compiler: &str, extra: &[&str], name: &str) -> PathBuf {
-    let out =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}.so", std::process::id()));
-    let dext = crate_dir().join("tests/dext");
     let sources =
         ["TestDriver.cpp", "TestDriver.iig.cpp", "TestUserClient.cpp", "TestUserClient.iig.cpp"];
+    build_library(compiler, extra, name, "tests/dext", &sources)
+}
+
+/// Compiles `sources` (in `dir`, relative to the crate) against the
+/// runtime's headers into a shared library `name`.so in this test's scratch
+/// directory, failing with the compiler's output.
+pub fn build_library(
+    compiler: &str,
+    extra: &[&str],
+    name: &str,
+    dir: &str,
+    sources: &[&str],
+) -> PathBuf {
+    let out =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}.so", std::process::id()));
+    let dext = crate_dir().join(dir);
     let result = Command::new(compiler)
         .args(STRICT)
         .args(["-shared", "-fPIC"])
@@ -55,7 +60,7 @@ pub fn build_dext(compiler: &str, extra: &[&str], name: &str) -> PathBuf {
         .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
     assert!(
         result.status.success(),
-        "{compiler} {extra:?} could not build the test dext:\n{}{}",
+        "{compiler} {extra:?} could not build {dir}:\n{}{}",
         String::from_utf8_lossy(&result.stdout),
         String::from_utf8_lossy(&result.stderr)
     );

@@ -3,79 +3,30 @@
 //! run for every build by `usb_dext_tests!`.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, channel};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use dextlink::IoReturn;
 use dextlink::sim::usb::{BulkOutDevice, BulkOutPipe, FaultPlan, LinkModel, Receipt, short_len};
 use dextlink_sim::driverkit::usb::{SetupPacket, SimpleDescriptors, UsbDevice, UsbInterface};
-use dextlink_sim::driverkit::{self, Call, Dictionary, Library, LogType, Service, UserClient};
+use dextlink_sim::driverkit::{self, Call, Dictionary, LogType, Service, UserClient};
 
-pub const STRICT: &[&str] = &["-std=c++17", "-Wall", "-Wextra", "-Werror"];
+// The build, the compiler check, the shared-runtime lock and the one load,
+// as for the other test dext.
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::{compiler_available, load_once, serial};
 
 /// A guard against a hang, never a measured time: a completion that does
 /// not come within this fails the test.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-pub fn crate_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Whether `compiler` runs here. Missing: under CI=true the test fails;
-/// elsewhere it says so on stderr and the caller returns.
-pub fn compiler_available(compiler: &str) -> bool {
-    let found = Command::new(compiler).arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        let why =
-            format!("{compiler} is not installed, so the USB test dext cannot be built with it");
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{why} (CI=true: every compiler must be present)");
-        }
-        eprintln!("NOT RUN: {why}");
-    }
-    found
-}
-
 /// Compiles the USB test dext with `compiler` and `extra` flags.
 pub fn build_usb_dext(compiler: &str, extra: &[&str], name: &str) -> PathBuf {
-    let out =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}.so", std::process::id()));
-    let dext = crate_dir().join("tests/usbdext");
     let sources = ["UsbTest.cpp", "UsbTestDriver.iig.cpp", "UsbTestClient.iig.cpp"];
-    let result = Command::new(compiler)
-        .args(STRICT)
-        .args(["-shared", "-fPIC"])
-        .args(extra)
-        .arg("-I")
-        .arg(crate_dir().join("driverkit/include"))
-        .args(sources.iter().map(|s| dext.join(s)))
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
-    assert!(
-        result.status.success(),
-        "{compiler} {extra:?} could not build the USB test dext:\n{}{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
-    out
-}
-
-pub fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-pub fn load_once(build: impl FnOnce() -> PathBuf) -> &'static Library {
-    static LIBRARY: OnceLock<Library> = OnceLock::new();
-    LIBRARY.get_or_init(|| {
-        let path = build();
-        Library::load(&path).unwrap_or_else(|e| panic!("{e}"))
-    })
+    common::build_library(compiler, extra, name, "tests/usbdext", &sources)
 }
 
 /// The log lines of the dext since the sink was installed.
