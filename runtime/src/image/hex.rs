@@ -19,7 +19,7 @@ use std::path::Path;
 
 use ihex::{ReaderError, Record};
 
-use super::lines::{Line, RecordLines};
+use super::lines::{Line, RecordLines, describe, hex_value};
 use super::{ImageError, Location, Pieces, Segment, malformed};
 
 /// Decodes the file into segments (empty if it holds no data records).
@@ -149,22 +149,4 @@ fn parse_record(path: &Path, line: u64, indent: usize, text: &[u8]) -> Result<Re
         };
         malformed(path, here, what)
     })
-}
-
-fn hex_value(digit: u8) -> u8 {
-    match digit {
-        b'0'..=b'9' => digit - b'0',
-        b'a'..=b'f' => digit - b'a' + 10,
-        b'A'..=b'F' => digit - b'A' + 10,
-        _ => 0,
-    }
-}
-
-/// A byte for a message: the character if printable, else its value.
-fn describe(byte: u8) -> String {
-    if byte.is_ascii_graphic() {
-        format!("'{}'", byte as char)
-    } else {
-        format!("byte 0x{byte:02X}")
-    }
 }

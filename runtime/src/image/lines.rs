@@ -1,6 +1,7 @@
 //! The lines of a text format with one record per line (Intel HEX,
 //! S-record): read one at a time, so that memory stays bounded to the
-//! decoded data, numbered from 1 for error messages, blank ones skipped.
+//! decoded data, numbered from 1 for error messages, blank ones skipped;
+//! and the two helpers both formats' record parsers use.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -71,5 +72,25 @@ impl<'f> RecordLines<'f> {
         }
         let indent = self.buffer.len() - self.buffer.trim_ascii_start().len();
         Ok(Some(Line { number: self.number, indent, text: self.buffer.trim_ascii() }))
+    }
+}
+
+/// The value of a hex digit (either case); 0 for anything else, which the
+/// callers have refused already.
+pub(super) fn hex_value(digit: u8) -> u8 {
+    match digit {
+        b'0'..=b'9' => digit - b'0',
+        b'a'..=b'f' => digit - b'a' + 10,
+        b'A'..=b'F' => digit - b'A' + 10,
+        _ => 0,
+    }
+}
+
+/// A byte for a message: the character if printable, else its value.
+pub(super) fn describe(byte: u8) -> String {
+    if byte.is_ascii_graphic() {
+        format!("'{}'", byte as char)
+    } else {
+        format!("byte 0x{byte:02X}")
     }
 }
